@@ -1,0 +1,68 @@
+# Flashcart. The README names two commands: `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+
+# Local-only credentials and region for the emulator; real ones from your
+# environment win. IMDS is off so the SDK never waits for an EC2 metadata service.
+export AWS_ACCESS_KEY_ID ?= local
+export AWS_SECRET_ACCESS_KEY ?= local
+export AWS_REGION ?= us-east-1
+export AWS_DEFAULT_REGION ?= $(AWS_REGION)
+export AWS_EC2_METADATA_DISABLED := true
+export SAM_CLI_TELEMETRY := 0
+export FLASHCART_PYTHON ?= $(CURDIR)/$(PY)
+EMULATOR_PORT ?= 4566
+API_PORT ?= 3000
+export EMULATOR_PORT API_PORT
+
+.PHONY: help venv run test lint token package clean
+
+help:
+	@echo "make run      start the whole stack locally (emulator, API on :$(API_PORT), seed data)"
+	@echo "make test     every test, against a fresh emulator on a free port"
+	@echo "make lint     rustfmt, clippy -D warnings, cfn-lint, sam validate --lint"
+	@echo "make token USER=alice GROUPS=admin   a JWT for the local authorizer"
+	@echo "make package  Lambda zips (arm64) with cargo-lambda"
+
+# The Python side (moto for the emulator; SAM CLI, which bundles cfn-lint).
+# Reinstalled only when the requirements change.
+$(VENV)/.installed: infra/local/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r infra/local/requirements.txt
+	touch $@
+
+$(VENV)/.deploy-installed: $(VENV)/.installed infra/local/requirements-deploy.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r infra/local/requirements-deploy.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	cargo build -p flashcart-local
+	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:$(EMULATOR_PORT)} ./target/debug/flashcart-local run
+
+test: venv
+	infra/local/with-emulator.sh cargo test --workspace --no-fail-fast
+
+lint: venv
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/sam validate --lint --template template.yaml --region $(AWS_REGION)
+
+token:
+	@cargo run -q -p flashcart-local -- token --user "$(USER)" --groups "$(GROUPS)"
+
+# cargo-lambda finds zig through `python3 -m ziglang`, so the venv comes first on PATH.
+package: $(VENV)/.deploy-installed
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 --output-format zip \
+		--bin storefront-api --bin admin-api
+	@for z in target/lambda/*/bootstrap.zip; do printf '%-45s %s bytes\n' "$$z" "$$(stat -c %s $$z)"; done
+
+clean:
+	cargo clean
+	rm -rf $(VENV) .aws-sam

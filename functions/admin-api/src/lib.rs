@@ -1,0 +1,202 @@
+//! admin-api: catalog and flash-sale administration, and the audit trail.
+//! Only callers in the `admin` group pass; every request, allowed or refused,
+//! leaves an audit record (who, what, when, from where, outcome).
+
+use chrono::{DateTime, Utc};
+use http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+use shared::ApiError;
+use shared::aws::SdkConfig;
+use shared::config::{ConfigError, HttpConfig, Source};
+use shared::domain::flash_sale::NewFlashSale;
+use shared::domain::product::{ProductInput, check_sku};
+use shared::http::{
+    MAX_JSON_BODY, RequestInfo, check_origin, json, json_body, limit_param, path_param, query_param,
+};
+use shared::store::audit::{AuditEvent, AuditStore};
+use shared::store::catalog::{CatalogStore, PutProductError};
+use shared::store::flash_sales::{CreateSaleError, FlashSaleStore, SaleView};
+
+pub const ADMIN_GROUP: &str = "admin";
+
+pub struct Deps {
+    config: HttpConfig,
+    catalog: CatalogStore,
+    sales: FlashSaleStore,
+    audit: AuditStore,
+}
+
+impl Deps {
+    pub fn new(config: HttpConfig, sdk: &SdkConfig) -> Self {
+        let dynamo = shared::aws::dynamodb(sdk);
+        let catalog = CatalogStore::new(dynamo.clone(), &config.tables.catalog);
+        Self {
+            sales: FlashSaleStore::new(dynamo.clone(), &config.tables.flash_sales, catalog.clone()),
+            audit: AuditStore::new(dynamo, &config.tables.audit),
+            catalog,
+            config,
+        }
+    }
+
+    pub fn from_source(src: &dyn Source, sdk: &SdkConfig) -> Result<Self, ConfigError> {
+        Ok(Self::new(HttpConfig::from_source(src)?, sdk))
+    }
+}
+
+pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+    let info = RequestInfo::of(&req);
+    let now = Utc::now();
+    let mut target = String::new();
+    let result = route(deps, &req, &info, now, &mut target).await;
+    let outcome = match &result {
+        Ok(_) => "allowed",
+        Err(e) if matches!(e.status().as_u16(), 401 | 403) => "denied",
+        Err(e) => e.code(),
+    };
+    let event = AuditEvent {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        at: now,
+        actor: info
+            .caller
+            .as_ref()
+            .map_or("anonymous", |c| c.sub.as_str())
+            .to_owned(),
+        action: info.route_key.clone(),
+        target,
+        source_ip: info.source_ip.clone(),
+        outcome: outcome.to_owned(),
+        request_id: info.request_id.clone(),
+    };
+    if let Err(e) = deps.audit.record(&event).await {
+        // The answer stands (a refusal stays a refusal); the log line carries the
+        // whole record so the trail can be rebuilt from CloudWatch Logs.
+        tracing::error!(error = %e, audit = ?event, "audit record not written");
+    }
+    Ok(result.unwrap_or_else(|e| e.into_response(&info.request_id)))
+}
+
+async fn route(
+    deps: &Deps,
+    req: &Request,
+    info: &RequestInfo,
+    now: DateTime<Utc>,
+    target: &mut String,
+) -> Result<Response<Body>, ApiError> {
+    // Known before the guard, so a refused attempt is audited with its target.
+    if let Some(sku) = shared::http::path_param_opt(req, "sku") {
+        target.clone_from(&sku);
+    }
+    let caller = info.caller()?;
+    if !caller.is_in(ADMIN_GROUP) {
+        return Err(ApiError::forbidden(ADMIN_GROUP));
+    }
+    if req.method() != http::Method::GET {
+        check_origin(req, &deps.config.allowed_origins)?;
+    }
+    match info.route_key.as_str() {
+        "PUT /admin/products/{sku}" => {
+            let sku = path_param(req, "sku")?;
+            put_product(deps, req, sku, now).await
+        }
+        "POST /admin/flash-sales" => create_sale(deps, req, now, target).await,
+        "GET /admin/audit" => list_audit(deps, req, now).await,
+        _ => Err(shared::routes::unmatched(&info.method, &info.path)),
+    }
+}
+
+async fn put_product(
+    deps: &Deps,
+    req: &Request,
+    sku: String,
+    now: DateTime<Utc>,
+) -> Result<Response<Body>, ApiError> {
+    check_sku(&sku)?;
+    let input: ProductInput = json_body(req, MAX_JSON_BODY)?;
+    input.validate()?;
+    let product = input.into_product(sku, now, now);
+    let previous = deps.catalog.put(&product).await.map_err(|e| match e {
+        PutProductError::OwnedByPartner(sku) => ApiError::rule_violation(
+            "partner_owned",
+            "This product belongs to a partner and changes only through the partner's feeds.",
+        )
+        .with_detail("sku", sku),
+        PutProductError::Store(e) => e.into(),
+    })?;
+    Ok(match previous {
+        Some(old) => json(
+            StatusCode::OK,
+            &shared::domain::product::Product {
+                created_at: old.created_at,
+                ..product
+            },
+        ),
+        None => with_location(
+            json(StatusCode::CREATED, &product),
+            &format!("/products/{}", product.sku),
+        ),
+    })
+}
+
+async fn create_sale(
+    deps: &Deps,
+    req: &Request,
+    now: DateTime<Utc>,
+    target: &mut String,
+) -> Result<Response<Body>, ApiError> {
+    let input: NewFlashSale = json_body(req, MAX_JSON_BODY)?;
+    input.validate(now)?;
+    let sale_id = input
+        .sale_id
+        .clone()
+        .unwrap_or_else(|| format!("fs-{}", uuid::Uuid::new_v4().simple()));
+    target.clone_from(&sale_id);
+    let sale = input.into_sale(sale_id, now);
+    deps.sales.create(&sale).await.map_err(|e| match e {
+        CreateSaleError::ProductNotFound(sku) => {
+            ApiError::not_found(format!("Product '{sku}'")).with_detail("sku", sku)
+        }
+        CreateSaleError::InsufficientStock { sku, available } => ApiError::conflict(
+            "insufficient_stock",
+            format!("Product '{sku}' has {available} in stock, fewer than the sale's quantity. Lower the quantity or add stock."),
+        )
+        .with_detail("sku", sku)
+        .with_detail("available", available),
+        CreateSaleError::CurrencyMismatch { product_currency } => ApiError::rule_violation(
+            "currency_mismatch",
+            format!("The sale price must be in the product's currency, {product_currency}."),
+        )
+        .with_detail("currency", product_currency),
+        CreateSaleError::AlreadyExists(id) => ApiError::conflict(
+            "already_exists",
+            format!("A flash sale with id '{id}' already exists. Choose another sale_id or omit it."),
+        )
+        .with_detail("sale_id", id),
+        CreateSaleError::Store(e) => e.into(),
+    })?;
+    let remaining = u64::from(sale.quantity);
+    let location = format!("/flash-sales/{}", sale.sale_id);
+    let body = SaleView { sale, remaining }.to_body(now);
+    Ok(with_location(json(StatusCode::CREATED, &body), &location))
+}
+
+async fn list_audit(
+    deps: &Deps,
+    req: &Request,
+    now: DateTime<Utc>,
+) -> Result<Response<Body>, ApiError> {
+    let limit = limit_param(req, 50, 200)?;
+    let cursor = query_param(req, "cursor").filter(|c| !c.is_empty());
+    let (items, next_cursor) = deps.audit.list(limit, cursor.as_deref(), now).await?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "items": items, "next_cursor": next_cursor }),
+    ))
+}
+
+fn with_location(mut response: Response<Body>, location: &str) -> Response<Body> {
+    if let Ok(v) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+}

@@ -1,0 +1,102 @@
+//! storefront-api: the public, read-only face of the shop. Serves the catalog
+//! and flash sales, and API Gateway's `$default` route, which answers every
+//! request no route matched with 404 or 405 in the documented error shape.
+
+use chrono::Utc;
+use http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+use shared::ApiError;
+use shared::aws::SdkConfig;
+use shared::config::{ConfigError, HttpConfig, Source};
+use shared::domain::product::check_category;
+use shared::http::{RequestInfo, json, limit_param, path_param, query_param};
+use shared::store::catalog::CatalogStore;
+use shared::store::flash_sales::FlashSaleStore;
+
+/// Longest SKU any product can have (`<partner_id>:<sku>`); longer is a 404
+/// without a DynamoDB call.
+const MAX_LOOKUP_SKU: usize = 200;
+
+pub struct Deps {
+    catalog: CatalogStore,
+    sales: FlashSaleStore,
+}
+
+impl Deps {
+    pub fn new(config: &HttpConfig, sdk: &SdkConfig) -> Self {
+        let dynamo = shared::aws::dynamodb(sdk);
+        let catalog = CatalogStore::new(dynamo.clone(), &config.tables.catalog);
+        Self {
+            sales: FlashSaleStore::new(dynamo, &config.tables.flash_sales, catalog.clone()),
+            catalog,
+        }
+    }
+
+    pub fn from_source(src: &dyn Source, sdk: &SdkConfig) -> Result<Self, ConfigError> {
+        Ok(Self::new(&HttpConfig::from_source(src)?, sdk))
+    }
+}
+
+/// The Lambda handler. Every expected failure is an `Ok` response in the error
+/// shape; the `Result` exists for the runtime's signature only.
+pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+    let info = RequestInfo::of(&req);
+    Ok(route(deps, &req, &info)
+        .await
+        .unwrap_or_else(|e| e.into_response(&info.request_id)))
+}
+
+async fn route(deps: &Deps, req: &Request, info: &RequestInfo) -> Result<Response<Body>, ApiError> {
+    match info.route_key.as_str() {
+        "GET /products" => list_products(deps, req).await,
+        "GET /products/{sku}" => get_product(deps, req).await,
+        "GET /flash-sales/{sale_id}" => get_sale(deps, req).await,
+        _ => Err(shared::routes::unmatched(&info.method, &info.path)),
+    }
+}
+
+async fn list_products(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
+    let limit = limit_param(req, 20, 100)?;
+    let category = query_param(req, "category").filter(|c| !c.is_empty());
+    if let Some(c) = &category {
+        check_category("category", c)?;
+    }
+    let cursor = query_param(req, "cursor").filter(|c| !c.is_empty());
+    let page = deps
+        .catalog
+        .list(category.as_deref(), limit as i32, cursor.as_deref())
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "items": page.items, "next_cursor": page.next_cursor }),
+    ))
+}
+
+async fn get_product(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
+    let sku = path_param(req, "sku")?;
+    let not_found =
+        || ApiError::not_found(format!("Product '{sku}'")).with_detail("sku", sku.as_str());
+    if sku.len() > MAX_LOOKUP_SKU {
+        return Err(not_found());
+    }
+    match deps.catalog.get(&sku).await? {
+        Some(product) => Ok(json(StatusCode::OK, &product)),
+        None => Err(not_found()),
+    }
+}
+
+async fn get_sale(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
+    let sale_id = path_param(req, "sale_id")?;
+    let not_found = || {
+        ApiError::not_found(format!("Flash sale '{sale_id}'"))
+            .with_detail("sale_id", sale_id.as_str())
+    };
+    if sale_id.len() > shared::domain::flash_sale::MAX_SALE_ID {
+        return Err(not_found());
+    }
+    match deps.sales.get(&sale_id).await? {
+        Some(view) => Ok(json(StatusCode::OK, &view.to_body(Utc::now()))),
+        None => Err(not_found()),
+    }
+}

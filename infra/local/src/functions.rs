@@ -1,0 +1,93 @@
+//! The functions the local stack can run, by binary name, each built from its
+//! resolved template environment exactly as its `main.rs` builds it on Lambda.
+//! A template function this table does not know is a startup error.
+
+use crate::bootstrap::Stack;
+use crate::template::{Template, TemplateError};
+use aws_config::SdkConfig;
+use lambda_http::{Body, Request, Response};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+pub type HttpFn =
+    Arc<dyn Fn(Request) -> BoxFuture<Result<Response<Body>, lambda_http::Error>> + Send + Sync>;
+pub type SqsFn = Arc<
+    dyn Fn(
+            aws_lambda_events::event::sqs::SqsEvent,
+        )
+            -> BoxFuture<Result<aws_lambda_events::event::sqs::SqsBatchResponse, lambda_http::Error>>
+        + Send
+        + Sync,
+>;
+pub type ScheduleFn =
+    Arc<dyn Fn(serde_json::Value) -> BoxFuture<Result<(), lambda_http::Error>> + Send + Sync>;
+
+/// Every function of the template, ready to invoke.
+#[derive(Clone, Default)]
+pub struct Functions {
+    pub http: HashMap<String, HttpFn>,
+    pub sqs: HashMap<String, SqsFn>,
+    pub scheduled: HashMap<String, ScheduleFn>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionsError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("{function}: {message}")]
+    Init { function: String, message: String },
+}
+
+macro_rules! http_fn {
+    ($krate:ident, $env:expr, $sdk:expr, $id:expr) => {{
+        let source = move |k: &str| $env.get(k).cloned();
+        let deps = Arc::new($krate::Deps::from_source(&source, $sdk).map_err(|e| {
+            FunctionsError::Init {
+                function: $id.clone(),
+                message: e.to_string(),
+            }
+        })?);
+        let f: HttpFn = Arc::new(move |req| {
+            let deps = deps.clone();
+            Box::pin(async move { $krate::handle(&deps, req).await })
+        });
+        f
+    }};
+}
+
+impl Functions {
+    /// Builds every function the template declares, keyed by logical id.
+    pub fn build(
+        template: &Template,
+        stack: &Stack,
+        sdk: &SdkConfig,
+    ) -> Result<Self, FunctionsError> {
+        let mut out = Self::default();
+        for (id, _) in template.resources_of_type("AWS::Serverless::Function") {
+            let env: BTreeMap<String, String> = template.function_env(&id, stack)?;
+            let binary = template.binary(&id).unwrap_or_default();
+            match binary.as_str() {
+                "storefront-api" => {
+                    out.http
+                        .insert(id.clone(), http_fn!(storefront_api, env, sdk, id));
+                }
+                "admin-api" => {
+                    out.http
+                        .insert(id.clone(), http_fn!(admin_api, env, sdk, id));
+                }
+                other => {
+                    return Err(FunctionsError::Init {
+                        function: id,
+                        message: format!(
+                            "binary '{other}' is not wired into infra/local/src/functions.rs"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}

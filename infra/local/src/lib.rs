@@ -1,0 +1,132 @@
+//! The local stack, all of it in one process beside the emulator:
+//!
+//! - [`template`]: reads template.yaml (resources, routes, event sources, env).
+//! - [`bootstrap`]: creates every resource it declares on the emulator.
+//! - [`functions`]: builds each function from its resolved environment.
+//! - [`gateway`]: the local API Gateway with its JWT authorizer.
+//! - [`pollers`]: SQS event source mappings and schedules.
+//! - [`seed`]: demo data.
+//!
+//! [`LocalStack`] ties them together for `make run` and for the tests.
+
+pub mod bootstrap;
+pub mod functions;
+pub mod gateway;
+pub mod jwt;
+pub mod pollers;
+pub mod seed;
+pub mod template;
+
+use aws_config::SdkConfig;
+use bootstrap::Stack;
+use functions::Functions;
+use gateway::Gateway;
+use pollers::QueuePoller;
+use shared::config::Secret;
+use std::sync::Arc;
+use template::Template;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// A deployed local copy of the template.
+pub struct LocalStack {
+    pub template: Template,
+    pub stack: Stack,
+    pub sdk: SdkConfig,
+    pub functions: Functions,
+    pub gateway: Arc<Gateway>,
+    pub secret: Secret,
+}
+
+/// The SDK configuration from the environment, with one guard: without
+/// `AWS_ENDPOINT_URL` the local stack would create tables in a real account,
+/// so it refuses unless told that is intended.
+pub async fn sdk_config(allow_real_aws: bool) -> Result<SdkConfig, Error> {
+    let local = std::env::var("AWS_ENDPOINT_URL").is_ok()
+        || std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok();
+    if !local && !allow_real_aws {
+        return Err(
+            "AWS_ENDPOINT_URL is not set: refusing to create resources in a real AWS account. \
+                    Use `make run` / `make test`, or set AWS_ENDPOINT_URL to your emulator."
+                .into(),
+        );
+    }
+    Ok(shared::aws::sdk_config().await)
+}
+
+impl LocalStack {
+    /// Creates every resource of the template under `prefix` and wires every
+    /// function and route to it.
+    pub async fn deploy(sdk: SdkConfig, prefix: &str, secret: Secret) -> Result<Self, Error> {
+        let template = Template::load(&template::default_path())?;
+        let stack = bootstrap::create(&template, &sdk, prefix).await?;
+        let functions = Functions::build(&template, &stack, &sdk)?;
+        let gateway = Arc::new(Gateway::new(&template, &stack, &functions, secret.clone())?);
+        Ok(Self {
+            template,
+            stack,
+            sdk,
+            functions,
+            gateway,
+            secret,
+        })
+    }
+
+    /// A fresh stack with a random prefix, for one test. Fails loudly (never
+    /// skips) when no emulator endpoint is configured: run tests via `make test`.
+    pub async fn for_test() -> Self {
+        let sdk = match sdk_config(false).await {
+            Ok(s) => s,
+            Err(e) => {
+                panic!("integration tests need the local emulator ({e}); run them with `make test`")
+            }
+        };
+        let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        match Self::deploy(sdk, &prefix, Secret::new(jwt::DEFAULT_SECRET)).await {
+            Ok(s) => s,
+            Err(e) => panic!("deploying the test stack failed: {e}"),
+        }
+    }
+
+    pub fn router(&self) -> axum::Router {
+        gateway::router(self.gateway.clone())
+    }
+
+    /// The queue pollers the template's SQS event sources describe.
+    pub fn pollers(&self) -> Result<Vec<QueuePoller>, Error> {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        self.template
+            .queue_sources()?
+            .into_iter()
+            .map(|src| {
+                let queue = self.stack.queue(&src.queue).cloned().ok_or_else(|| {
+                    format!("{}: queue {} was not created", src.function, src.queue)
+                })?;
+                let handler = self
+                    .functions
+                    .sqs
+                    .get(&src.function)
+                    .cloned()
+                    .ok_or_else(|| format!("{} is not an SQS function", src.function))?;
+                Ok(QueuePoller {
+                    sqs: sqs.clone(),
+                    queue,
+                    region: self.stack.region.clone(),
+                    batch_size: src.batch_size,
+                    handler,
+                })
+            })
+            .collect()
+    }
+
+    /// A token the local authorizer accepts.
+    pub fn token(&self, sub: &str, groups: &[&str]) -> String {
+        let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+        jwt::mint(&self.secret, sub, &groups, 3600).unwrap_or_default()
+    }
+
+    /// Removes every resource this stack created.
+    pub async fn destroy(self) {
+        bootstrap::destroy(&self.stack, &self.sdk).await;
+    }
+}

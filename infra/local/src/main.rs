@@ -1,0 +1,199 @@
+//! `flashcart-local`: the local stack's command line.
+//!
+//! - `run`: start the emulator, create every resource from template.yaml, seed
+//!   demo data, serve the API, poll queues, fire schedules. Ctrl-C stops it all.
+//! - `token`: print a JWT the local authorizer accepts.
+
+use clap::{Parser, Subcommand};
+use flashcart_local::{LocalStack, jwt, seed};
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+#[derive(Parser)]
+#[command(name = "flashcart-local", about = "Flashcart's local stack")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the whole stack locally.
+    Run {
+        /// Port of the HTTP API.
+        #[arg(long, env = "API_PORT", default_value_t = 3000)]
+        port: u16,
+        /// Port of the emulator (moto) this command starts.
+        #[arg(long, env = "EMULATOR_PORT", default_value_t = 4566)]
+        emulator_port: u16,
+        /// Do not start the emulator: use the endpoints in AWS_ENDPOINT_URL* as they are.
+        #[arg(long, env = "FLASHCART_EXTERNAL_ENDPOINTS")]
+        external: bool,
+        /// The Python that has moto installed.
+        #[arg(long, env = "FLASHCART_PYTHON", default_value = ".venv/bin/python")]
+        python: String,
+        /// Prefix of every table, queue and bucket name.
+        #[arg(long, env = "FLASHCART_PREFIX", default_value = "flashcart")]
+        prefix: String,
+        /// Skip the demo data.
+        #[arg(long)]
+        no_seed: bool,
+    },
+    /// Print a token for the local authorizer.
+    Token {
+        #[arg(long, default_value = "alice")]
+        user: String,
+        /// Comma-separated groups, e.g. `admin`.
+        #[arg(long, default_value = "")]
+        groups: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<(), flashcart_local::Error> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Token { user, groups, ttl } => {
+            let groups: Vec<String> = groups
+                .split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let token = jwt::mint(&jwt::secret_from_env(), &user, &groups, ttl)?;
+            say(&token);
+            Ok(())
+        }
+        Cmd::Run {
+            port,
+            emulator_port,
+            external,
+            python,
+            prefix,
+            no_seed,
+        } => {
+            shared::logging::init();
+            let mut emulator = if external {
+                None
+            } else {
+                Some(start_emulator(&python, emulator_port).await?)
+            };
+            let result = run(port, &prefix, no_seed).await;
+            if let Some(child) = emulator.as_mut() {
+                let _ = child.kill().await;
+            }
+            result
+        }
+    }
+}
+
+#[expect(clippy::print_stdout, reason = "a command line prints its answer")]
+fn say(text: &str) {
+    println!("{text}");
+}
+
+async fn start_emulator(python: &str, port: u16) -> Result<Child, flashcart_local::Error> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/emulator.py");
+    let mut child = Command::new(python)
+        .args([script, "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "cannot start the emulator with {python} ({e}); run `make run`, which installs it"
+            )
+        })?;
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(child);
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(format!("the emulator exited with {status} (is port {port} free?)").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("the emulator did not listen on port {port} within 30 s").into())
+}
+
+async fn run(port: u16, prefix: &str, no_seed: bool) -> Result<(), flashcart_local::Error> {
+    let sdk = flashcart_local::sdk_config(false).await?;
+    let stack = LocalStack::deploy(sdk, prefix, jwt::secret_from_env()).await?;
+    let seeded = if no_seed {
+        None
+    } else {
+        Some(seed::seed(&stack.stack, &stack.sdk).await?)
+    };
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for poller in stack.pollers()? {
+        tasks.spawn(poller.run());
+    }
+    for schedule in stack.template.schedules()? {
+        if let Some(f) = stack.functions.scheduled.get(&schedule.function) {
+            tasks.spawn(flashcart_local::pollers::tick(
+                schedule.every,
+                f.clone(),
+                stack.stack.region.clone(),
+                stack.stack.account.clone(),
+                schedule.function.clone(),
+            ));
+        }
+    }
+
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} ({e}); set API_PORT to another port"))?;
+    banner(port, &stack, seeded.as_ref());
+    axum::serve(
+        listener,
+        stack
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    tasks.abort_all();
+    say("stopped");
+    Ok(())
+}
+
+fn banner(port: u16, stack: &LocalStack, seeded: Option<&seed::Seeded>) {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    let tables: Vec<&str> = stack.stack.tables.values().map(String::as_str).collect();
+    let queues: Vec<&str> = stack
+        .stack
+        .queues
+        .values()
+        .map(|q| q.name.as_str())
+        .collect();
+    let buckets: Vec<&str> = stack.stack.buckets.values().map(String::as_str).collect();
+    let mut text = format!(
+        "\nFlashcart local stack is up\n  API        http://127.0.0.1:{port}  (GET /health)\n  emulator   {endpoint}  (moto: DynamoDB, SQS, S3)\n  tables     {}\n  queues     {}\n  buckets    {}\n",
+        tables.join(", "),
+        queues.join(", "),
+        buckets.join(", "),
+    );
+    if let Some(s) = seeded {
+        text.push_str(&format!(
+            "  seeded     {} products, flash sale '{}', partner '{}' (API key {})\n",
+            s.products, s.sale_id, s.partner_id, s.partner_key
+        ));
+    }
+    text.push_str(&format!(
+        "\nTry:\n  curl -s 'http://127.0.0.1:{port}/products?limit=3'\n  curl -s http://127.0.0.1:{port}/flash-sales/{}\n  TOKEN=$(make -s token USER=alice GROUPS=admin)\n  curl -s -H \"Authorization: Bearer $TOKEN\" 'http://127.0.0.1:{port}/admin/audit?limit=5'\n\nCtrl-C stops everything.\n",
+        seed::DEMO_SALE
+    ));
+    say(&text);
+}

@@ -1,0 +1,173 @@
+//! Demo data for `make run`: a catalog, one active flash sale, one partner.
+//! Written through the same stores the functions use, so it obeys the same
+//! rules; running it twice changes nothing.
+
+use aws_config::SdkConfig;
+use chrono::{Duration, Utc};
+use shared::domain::api_key::ApiKey;
+use shared::domain::flash_sale::NewFlashSale;
+use shared::domain::money::Money;
+use shared::domain::product::ProductInput;
+use shared::store::catalog::CatalogStore;
+use shared::store::flash_sales::{CreateSaleError, FlashSaleStore};
+use shared::store::partners::{ApiKeyRecord, Partner, PartnerStore};
+
+use crate::bootstrap::Stack;
+
+pub const DEMO_SALE: &str = "demo-flash";
+pub const DEMO_SALE_SKU: &str = "HEADPHONES-X1";
+pub const DEMO_PARTNER: &str = "demo-partner";
+/// Local only: the demo partner's key, printed by `make run`.
+pub const DEMO_PARTNER_KEY: &str = "fc_demopartner01_localonlydemosecret0000000000000000";
+
+/// (sku, name, category, price in cents, stock)
+const CATALOG: &[(&str, &str, &str, i64, i64)] = &[
+    (
+        "HEADPHONES-X1",
+        "Noise-cancelling headphones X1",
+        "audio",
+        19900,
+        1000,
+    ),
+    ("SPEAKER-MINI", "Mini bluetooth speaker", "audio", 3900, 250),
+    ("EARBUDS-S", "Sport earbuds", "audio", 5900, 300),
+    ("TURNTABLE-2", "Belt-drive turntable", "audio", 24900, 40),
+    ("MUG-BLUE", "Blue stoneware mug", "kitchen", 1299, 500),
+    ("KETTLE-STEEL", "Steel kettle 1.7 l", "kitchen", 4500, 120),
+    ("KNIFE-CHEF", "Chef's knife 20 cm", "kitchen", 7900, 80),
+    ("PAN-CAST", "Cast-iron pan 28 cm", "kitchen", 5400, 60),
+    ("GRINDER-BURR", "Burr coffee grinder", "kitchen", 8900, 45),
+    (
+        "BOOK-RUST",
+        "The Rust Programming Language",
+        "books",
+        3999,
+        200,
+    ),
+    (
+        "BOOK-DDIA",
+        "Designing Data-Intensive Applications",
+        "books",
+        4599,
+        150,
+    ),
+    (
+        "BOOK-SRE",
+        "Site Reliability Engineering",
+        "books",
+        4200,
+        90,
+    ),
+    ("TENT-2P", "Two-person tent", "outdoor", 18900, 30),
+    ("BOTTLE-1L", "Insulated bottle 1 l", "outdoor", 2900, 400),
+    ("HEADLAMP-300", "Headlamp 300 lm", "outdoor", 3400, 150),
+    ("BACKPACK-30", "Hiking backpack 30 l", "outdoor", 8900, 70),
+    ("LAMP-DESK", "LED desk lamp", "home", 4900, 110),
+    ("PLANT-POT", "Ceramic plant pot", "home", 1900, 260),
+    ("BLANKET-WOOL", "Wool blanket", "home", 7900, 55),
+    ("CLOCK-WALL", "Wall clock", "home", 2900, 95),
+    ("PUZZLE-1000", "1000-piece puzzle", "toys", 2400, 180),
+    ("BLOCKS-STEM", "STEM building blocks", "toys", 4900, 140),
+    ("KITE-DELTA", "Delta kite", "toys", 2200, 75),
+    ("CARDS-GAME", "Card game for four", "toys", 1500, 320),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("seed product {0}: {1}")]
+    Product(String, String),
+    #[error("seed flash sale: {0}")]
+    Sale(String),
+    #[error("seed partner: {0}")]
+    Partner(String),
+}
+
+/// What was seeded, for the startup banner.
+#[derive(Debug)]
+pub struct Seeded {
+    pub products: usize,
+    pub sale_id: String,
+    pub partner_id: String,
+    pub partner_key: String,
+}
+
+pub async fn seed(stack: &Stack, sdk: &SdkConfig) -> Result<Seeded, SeedError> {
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    let catalog = CatalogStore::new(dynamo.clone(), stack.table("CatalogTable"));
+    let now = Utc::now();
+    for (sku, name, category, cents, stock) in CATALOG {
+        let input = ProductInput {
+            name: (*name).to_owned(),
+            description: format!("Demo product: {name}."),
+            price: Money {
+                amount: *cents,
+                currency: "EUR".into(),
+            },
+            category: (*category).to_owned(),
+            stock: *stock,
+        };
+        input
+            .validate()
+            .map_err(|e| SeedError::Product((*sku).into(), e.to_string()))?;
+        if catalog
+            .get(sku)
+            .await
+            .map_err(|e| SeedError::Product((*sku).into(), e.to_string()))?
+            .is_some()
+        {
+            continue; // keep stock already sold or moved into the sale
+        }
+        catalog
+            .put(&input.into_product((*sku).to_owned(), now, now))
+            .await
+            .map_err(|e| SeedError::Product((*sku).into(), e.to_string()))?;
+    }
+
+    let sales = FlashSaleStore::new(dynamo.clone(), stack.table("FlashSalesTable"), catalog);
+    let sale = NewFlashSale {
+        sale_id: Some(DEMO_SALE.into()),
+        sku: DEMO_SALE_SKU.into(),
+        price: Money {
+            amount: 9900,
+            currency: "EUR".into(),
+        },
+        quantity: 200,
+        starts_at: now - Duration::minutes(1),
+        ends_at: now + Duration::days(7),
+        per_user_limit: 2,
+        shards: Some(8),
+    };
+    sale.validate(now)
+        .map_err(|e| SeedError::Sale(e.to_string()))?;
+    match sales.create(&sale.into_sale(DEMO_SALE.into(), now)).await {
+        Ok(()) | Err(CreateSaleError::AlreadyExists(_)) => {}
+        Err(e) => return Err(SeedError::Sale(e.to_string())),
+    }
+
+    let key = ApiKey::parse(DEMO_PARTNER_KEY)
+        .ok_or_else(|| SeedError::Partner("demo key is malformed".into()))?;
+    PartnerStore::new(dynamo, stack.table("PartnersTable"))
+        .create(
+            &Partner {
+                partner_id: DEMO_PARTNER.into(),
+                name: "Demo Partner".into(),
+                created_at: now,
+            },
+            &ApiKeyRecord {
+                key_id: key.key_id.clone(),
+                partner_id: DEMO_PARTNER.into(),
+                secret_hash: key.secret_hash(),
+                created_at: now,
+                revoked_at: None,
+            },
+        )
+        .await
+        .map_err(|e| SeedError::Partner(e.to_string()))?;
+
+    Ok(Seeded {
+        products: CATALOG.len(),
+        sale_id: DEMO_SALE.into(),
+        partner_id: DEMO_PARTNER.into(),
+        partner_key: DEMO_PARTNER_KEY.into(),
+    })
+}

@@ -1,0 +1,155 @@
+//! Typed configuration read once at cold start. A missing variable is an init
+//! error that names it; secrets are wrapped so they never reach `Debug` or logs.
+
+use std::fmt;
+
+/// Where configuration values come from: the process environment on Lambda, the
+/// resolved template environment in the local gateway, a map in tests.
+pub trait Source {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct Env;
+
+impl Source for Env {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Source for F {
+    fn get(&self, name: &str) -> Option<String> {
+        self(name)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+pub(crate) fn required(src: &dyn Source, name: &'static str) -> Result<String, ConfigError> {
+    match src.get(name) {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(ConfigError::Missing(name)),
+    }
+}
+
+/// A value that must not be printed.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The DynamoDB tables of the whole design. Every function gets every name
+/// (template Globals); what it may do with them is decided by its IAM policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    pub catalog: String,
+    pub flash_sales: String,
+    pub orders: String,
+    pub requests: String,
+    pub partners: String,
+    pub audit: String,
+}
+
+impl Tables {
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            catalog: required(src, "CATALOG_TABLE")?,
+            flash_sales: required(src, "FLASH_SALES_TABLE")?,
+            orders: required(src, "ORDERS_TABLE")?,
+            requests: required(src, "REQUESTS_TABLE")?,
+            partners: required(src, "PARTNERS_TABLE")?,
+            audit: required(src, "AUDIT_TABLE")?,
+        })
+    }
+}
+
+/// Configuration of the HTTP functions.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub tables: Tables,
+    /// Origins allowed to make state-changing requests (CSRF defence in depth).
+    pub allowed_origins: Vec<String>,
+}
+
+impl HttpConfig {
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        let allowed_origins = required(src, "ALLOWED_ORIGINS")?
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        Ok(Self {
+            tables: Tables::from_source(src)?,
+            allowed_origins,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn source(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k: &str| map.get(k).cloned()
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let src = source(&[("CATALOG_TABLE", "c")]);
+        assert_eq!(
+            Tables::from_source(&src),
+            Err(ConfigError::Missing("FLASH_SALES_TABLE"))
+        );
+    }
+
+    #[test]
+    fn allowed_origins_are_trimmed_and_split() {
+        let src = source(&[
+            ("CATALOG_TABLE", "c"),
+            ("FLASH_SALES_TABLE", "f"),
+            ("ORDERS_TABLE", "o"),
+            ("REQUESTS_TABLE", "r"),
+            ("PARTNERS_TABLE", "p"),
+            ("AUDIT_TABLE", "a"),
+            (
+                "ALLOWED_ORIGINS",
+                " https://shop.example/ ,http://localhost:5173,",
+            ),
+        ]);
+        let cfg = HttpConfig::from_source(&src).unwrap();
+        assert_eq!(
+            cfg.allowed_origins,
+            vec!["https://shop.example", "http://localhost:5173"]
+        );
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+    }
+}

@@ -1,0 +1,57 @@
+//! Business rules as pure functions: values in, values out, no I/O, no clock
+//! (callers pass `now`). Changing a pricing or catalog rule happens here only.
+
+pub mod api_key;
+pub mod flash_sale;
+pub mod money;
+pub mod product;
+pub mod text;
+
+/// A rule broken by a request: which field, and why, in words a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct Invalid {
+    pub field: String,
+    pub reason: String,
+}
+
+impl Invalid {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<Invalid> for crate::error::ApiError {
+    fn from(e: Invalid) -> Self {
+        crate::error::ApiError::invalid_request(&e.field, e.reason)
+    }
+}
+
+/// Timestamps are RFC 3339 UTC with millisecond precision on the wire and in
+/// DynamoDB, so stored strings sort by time. Any RFC 3339 offset is accepted in.
+pub mod ts {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn format(t: &DateTime<Utc>) -> String {
+        t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let raw = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&raw)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                serde::de::Error::custom(
+                    "expected an RFC 3339 timestamp such as 2026-11-21T15:00:00Z",
+                )
+            })
+    }
+}

@@ -1,0 +1,228 @@
+//! Reading API Gateway HTTP API (payload v2) requests and writing JSON answers.
+//! Handlers never parse tokens: the JWT authorizer has verified them and left the
+//! claims in the request context.
+
+use crate::error::ApiError;
+use http::{HeaderValue, StatusCode, header};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The largest JSON body any endpoint accepts. Real requests are well under 4 KiB.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// Who is calling, as the authorizer vouched for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub sub: String,
+    pub groups: Vec<String>,
+}
+
+impl Caller {
+    pub fn is_in(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
+}
+
+/// What every handler needs to know about a request besides its body.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    pub request_id: String,
+    /// `"GET /products/{sku}"`, or `"$default"` when no route matched.
+    pub route_key: String,
+    pub method: String,
+    pub path: String,
+    pub source_ip: String,
+    pub caller: Option<Caller>,
+}
+
+impl RequestInfo {
+    pub fn of(req: &Request) -> Self {
+        let method = req.method().as_str().to_owned();
+        let path = req.uri().path().to_owned();
+        match req.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => {
+                let caller = ctx
+                    .authorizer
+                    .as_ref()
+                    .and_then(|a| a.jwt.as_ref())
+                    .and_then(|jwt| {
+                        let sub = jwt.claims.get("sub")?.trim();
+                        (!sub.is_empty()).then(|| Caller {
+                            sub: sub.to_owned(),
+                            groups: jwt
+                                .claims
+                                .get("cognito:groups")
+                                .map(|g| parse_groups(g))
+                                .unwrap_or_default(),
+                        })
+                    });
+                Self {
+                    request_id: ctx.request_id.clone().unwrap_or_else(new_request_id),
+                    route_key: ctx.route_key.clone().unwrap_or_else(|| "$default".into()),
+                    source_ip: ctx.http.source_ip.clone().unwrap_or_default(),
+                    method,
+                    path,
+                    caller,
+                }
+            }
+            _ => Self {
+                request_id: new_request_id(),
+                route_key: "$default".into(),
+                source_ip: String::new(),
+                method,
+                path,
+                caller: None,
+            },
+        }
+    }
+
+    /// The caller, or 401.
+    pub fn caller(&self) -> Result<&Caller, ApiError> {
+        self.caller.as_ref().ok_or_else(ApiError::unauthorized)
+    }
+}
+
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// API Gateway's JWT authorizer flattens array claims into a string such as
+/// `"[admin ops]"`; tokens minted elsewhere may carry `"admin,ops"` or a JSON
+/// array. All three read the same.
+pub fn parse_groups(raw: &str) -> Vec<String> {
+    let raw = raw.trim();
+    if let Ok(list) = serde_json::from_str::<Vec<String>>(raw) {
+        return list;
+    }
+    raw.trim_start_matches('[')
+        .trim_end_matches(']')
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A path parameter the route template guarantees, or 400 if absent or empty.
+pub fn path_param(req: &Request, name: &str) -> Result<String, ApiError> {
+    req.path_parameters_ref()
+        .and_then(|p| p.first(name))
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::invalid_request(name, "is missing from the path"))
+}
+
+/// A path parameter if present (for logs and audit records, not validation).
+pub fn path_param_opt(req: &Request, name: &str) -> Option<String> {
+    req.path_parameters_ref()
+        .and_then(|p| p.first(name))
+        .map(str::to_owned)
+}
+
+/// A query string parameter, if present.
+pub fn query_param(req: &Request, name: &str) -> Option<String> {
+    req.query_string_parameters_ref()
+        .and_then(|q| q.first(name))
+        .map(str::to_owned)
+}
+
+/// `?limit=` as a whole number in `1..=max`, or `default` when absent.
+pub fn limit_param(req: &Request, default: usize, max: usize) -> Result<usize, ApiError> {
+    match query_param(req, "limit") {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid_request(
+                    "limit",
+                    format!("must be a whole number from 1 to {max}"),
+                )
+            }),
+    }
+}
+
+/// Parses a JSON body into `T`: 413 above `limit`, 400 naming the field for
+/// malformed JSON or wrong types. Never panics, whatever the bytes.
+pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, ApiError> {
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.len() > limit {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid_request(
+            "body",
+            "a JSON object is required",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = match e.path().to_string() {
+            p if p == "." || p.is_empty() => "body".to_owned(),
+            p => p,
+        };
+        let inner = e.into_inner();
+        let reason = if inner.is_syntax() || inner.is_eof() {
+            format!(
+                "malformed JSON at line {} column {}",
+                inner.line(),
+                inner.column()
+            )
+        } else {
+            // serde's message names the expected type or the missing field,
+            // never anything internal.
+            inner
+                .to_string()
+                .split(" at line ")
+                .next()
+                .unwrap_or("invalid")
+                .to_owned()
+        };
+        ApiError::invalid_request(&field, reason)
+    })
+}
+
+/// A JSON response with the given status.
+pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Body::Binary(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Refuses a state-changing request whose `Origin` is not allowed. Requests
+/// without an Origin (server-to-server, curl) pass: CSRF needs a browser, and
+/// browsers always send Origin on cross-site POST/PUT/DELETE.
+pub fn check_origin(req: &Request, allowed: &[String]) -> Result<(), ApiError> {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("").trim_end_matches('/');
+    if allowed.iter().any(|a| a == origin) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden_origin(origin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_read_the_same_in_every_encoding() {
+        let want = vec!["admin".to_owned(), "ops".to_owned()];
+        assert_eq!(parse_groups("[admin ops]"), want);
+        assert_eq!(parse_groups("admin,ops"), want);
+        assert_eq!(parse_groups(r#"["admin","ops"]"#), want);
+        assert_eq!(parse_groups("[admin]"), vec!["admin".to_owned()]);
+        assert!(parse_groups("").is_empty());
+        assert!(parse_groups("[]").is_empty());
+    }
+}

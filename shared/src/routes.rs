@@ -1,0 +1,86 @@
+//! The routes of the HTTP API, as declared in template.yaml (a test keeps the two
+//! equal). API Gateway sends anything that matches no route to `$default`,
+//! which answers 404 or 405 from this table in the documented error shape.
+
+use crate::error::ApiError;
+use std::collections::HashMap;
+
+/// Method and path template of every route the deployed API serves.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/products"),
+    ("GET", "/products/{sku}"),
+    ("GET", "/flash-sales/{sale_id}"),
+    ("PUT", "/admin/products/{sku}"),
+    ("POST", "/admin/flash-sales"),
+    ("GET", "/admin/audit"),
+];
+
+/// Matches an API Gateway path template (`{name}` takes one segment, `{name+}`
+/// the rest) against a path; returns the captured parameters.
+pub fn match_path(template: &str, path: &str) -> Option<HashMap<String, String>> {
+    let mut params = HashMap::new();
+    let mut want = template.trim_matches('/').split('/');
+    let mut got = path.trim_matches('/').split('/');
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return Some(params),
+            (Some(w), Some(g)) => {
+                if let Some(name) = w.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
+                    if let Some(greedy) = name.strip_suffix('+') {
+                        let rest: Vec<&str> = std::iter::once(g).chain(got.by_ref()).collect();
+                        params.insert(greedy.to_owned(), rest.join("/"));
+                        return Some(params);
+                    }
+                    if g.is_empty() {
+                        return None;
+                    }
+                    params.insert(name.to_owned(), g.to_owned());
+                } else if w != g {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// The answer for a request no route took: 405 with `Allow` when the path
+/// exists under other methods, 404 otherwise.
+pub fn unmatched(method: &str, path: &str) -> ApiError {
+    let mut allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, template)| match_path(template, path).is_some())
+        .map(|(m, _)| *m)
+        .collect();
+    allowed.dedup();
+    if allowed.is_empty() {
+        ApiError::route_not_found(method, path)
+    } else {
+        ApiError::method_not_allowed(method, &allowed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_capture_segments() {
+        let p = match_path("/products/{sku}", "/products/MUG-1").unwrap();
+        assert_eq!(p["sku"], "MUG-1");
+        assert!(match_path("/products/{sku}", "/products").is_none());
+        assert!(match_path("/products/{sku}", "/products/").is_none());
+        assert!(match_path("/products/{sku}", "/products/a/b").is_none());
+        assert!(match_path("/products", "/products").unwrap().is_empty());
+        let p = match_path("/files/{path+}", "/files/a/b/c").unwrap();
+        assert_eq!(p["path"], "a/b/c");
+    }
+
+    #[test]
+    fn unmatched_requests_are_404_or_405() {
+        assert_eq!(unmatched("GET", "/nowhere").status(), 404);
+        let e = unmatched("DELETE", "/products/MUG-1");
+        assert_eq!(e.status(), 405);
+        assert_eq!(e.code(), "method_not_allowed");
+    }
+}

@@ -1,0 +1,157 @@
+//! The audit trail: an append-only table (functions may only PutItem into it,
+//! with a condition that never overwrites), read newest first by admins.
+
+use super::{StoreError, item_with_keys, s};
+use crate::cursor;
+use crate::domain::ts;
+use crate::keys::{PK, SK, audit::*};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Who did what, when, from where, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub event_id: String,
+    #[serde(with = "ts")]
+    pub at: DateTime<Utc>,
+    /// The JWT subject, a partner key id, or `anonymous`.
+    pub actor: String,
+    /// The route, e.g. `PUT /admin/products/{sku}`.
+    pub action: String,
+    /// The resource acted on, e.g. the SKU.
+    #[serde(default)]
+    pub target: String,
+    pub source_ip: String,
+    /// `allowed`, `denied`, or the error code the request ended with.
+    pub outcome: String,
+    pub request_id: String,
+}
+
+/// How far back one read walks through empty days before it hands back a cursor.
+const DAYS_PER_READ: i64 = 7;
+/// The audit trail is kept (and read) for 400 days.
+const RETENTION_DAYS: i64 = 400;
+
+#[derive(Clone, Debug)]
+pub struct AuditStore {
+    client: Client,
+    table: String,
+}
+
+/// Where a newest-first read resumes: a day, and a key inside it.
+#[derive(Serialize, Deserialize)]
+struct Resume {
+    day: NaiveDate,
+    sk: Option<String>,
+}
+
+impl AuditStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub async fn record(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let item = item_with_keys(
+            event,
+            &[
+                (PK, day_pk(event.at.date_naive())),
+                (SK, event_sk(&event.at, &event.event_id)),
+            ],
+        )?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("PutItem", &e))?;
+        Ok(())
+    }
+
+    /// Up to `limit` events, newest first, walking back day by day.
+    pub async fn list(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<AuditEvent>, Option<String>), crate::error::ApiError> {
+        let today = now.date_naive();
+        let mut at = match cursor {
+            Some(c) => {
+                let key = cursor::decode(c, &["day", "sk"])?;
+                let day = key["day"]
+                    .as_s()
+                    .ok()
+                    .and_then(|d| d.parse::<NaiveDate>().ok());
+                let sk = key["sk"].as_s().ok().cloned().filter(|s| !s.is_empty());
+                match day {
+                    Some(day) => Resume { day, sk },
+                    None => {
+                        return Err(crate::error::ApiError::invalid_request(
+                            "cursor",
+                            "is not a cursor this endpoint returned",
+                        ));
+                    }
+                }
+            }
+            None => Resume {
+                day: today,
+                sk: None,
+            },
+        };
+        let oldest = today - Duration::days(RETENTION_DAYS);
+        let mut events = Vec::new();
+        let mut days_read = 0;
+        while events.len() < limit && at.day >= oldest && days_read < DAYS_PER_READ {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":pk", s(day_pk(at.day)))
+                .scan_index_forward(false)
+                .limit((limit - events.len()) as i32);
+            if let Some(sk) = &at.sk {
+                query = query
+                    .exclusive_start_key(PK, s(day_pk(at.day)))
+                    .exclusive_start_key(SK, s(sk));
+            }
+            let out = query
+                .send()
+                .await
+                .map_err(|e| StoreError::dynamo("Query", &e))?;
+            for item in out.items.unwrap_or_default() {
+                events.push(serde_dynamo::from_item(item).map_err(StoreError::from)?);
+            }
+            match out
+                .last_evaluated_key
+                .and_then(|k| k.get(SK).and_then(|v| v.as_s().ok()).cloned())
+            {
+                Some(sk) => at.sk = Some(sk),
+                None => {
+                    at = Resume {
+                        day: at.day - Duration::days(1),
+                        sk: None,
+                    };
+                    days_read += 1;
+                }
+            }
+        }
+        let next = (at.day >= oldest).then(|| {
+            let key = [
+                ("day".to_owned(), s(at.day.to_string())),
+                ("sk".to_owned(), s(at.sk.unwrap_or_default())),
+            ]
+            .into();
+            cursor::encode(&key)
+        });
+        Ok((events, next.flatten()))
+    }
+}

@@ -1,0 +1,191 @@
+//! The catalog table: products and their stock.
+
+use super::{Item, StoreError, item_with_keys, s};
+use crate::cursor::{self, Key};
+use crate::domain::product::Product;
+use crate::keys::{GSI1PK, GSI1SK, PK, SK, catalog::*};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::ReturnValue;
+
+/// One page of a listing.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PutProductError {
+    #[error("product {0} belongs to a partner")]
+    OwnedByPartner(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Clone, Debug)]
+pub struct CatalogStore {
+    client: Client,
+    table: String,
+}
+
+impl CatalogStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn key(sku: &str) -> Item {
+        [
+            (PK.to_owned(), s(product_pk(sku))),
+            (SK.to_owned(), s(PRODUCT_SK)),
+        ]
+        .into()
+    }
+
+    pub(crate) fn item(product: &Product) -> Result<Item, StoreError> {
+        item_with_keys(
+            product,
+            &[
+                (PK, product_pk(&product.sku)),
+                (SK, PRODUCT_SK.to_owned()),
+                (GSI1PK, category_pk(&product.category)),
+                (GSI1SK, product.sku.clone()),
+            ],
+        )
+    }
+
+    /// Creates or replaces a shop-owned product in one write and returns the
+    /// previous version, if any, so the caller can answer 200 or 201. The
+    /// original `created_at` survives a replace.
+    pub async fn put(&self, product: &Product) -> Result<Option<Product>, PutProductError> {
+        let mut item = Self::item(product)?;
+        item.remove(PK);
+        item.remove(SK);
+        let mut names = Vec::new();
+        let mut sets = Vec::new();
+        let mut values = std::collections::HashMap::new();
+        for (i, (name, value)) in item.into_iter().enumerate() {
+            names.push((format!("#a{i}"), name.clone()));
+            if name == "created_at" {
+                sets.push(format!("#a{i} = if_not_exists(#a{i}, :v{i})"));
+            } else {
+                sets.push(format!("#a{i} = :v{i}"));
+            }
+            values.insert(format!(":v{i}"), value);
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&product.sku)))
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .condition_expression("attribute_not_exists(#owner)")
+            .set_expression_attribute_names(Some(
+                names
+                    .into_iter()
+                    .chain([("#owner".to_owned(), "owner".to_owned())])
+                    .collect(),
+            ))
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.attributes {
+                Some(old) if !old.is_empty() => Ok(Some(
+                    serde_dynamo::from_item(old).map_err(StoreError::from)?,
+                )),
+                _ => Ok(None),
+            },
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Err(PutProductError::OwnedByPartner(product.sku.clone()))
+            }
+            Err(e) => Err(StoreError::dynamo("UpdateItem", &e).into()),
+        }
+    }
+
+    pub async fn get(&self, sku: &str) -> Result<Option<Product>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(sku)))
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", &e))?;
+        out.item
+            .map(serde_dynamo::from_item)
+            .transpose()
+            .map_err(StoreError::from)
+    }
+
+    /// A page of products, by category (index query) or all (table scan; the
+    /// table holds products only). Order is by SKU within a category and
+    /// unspecified across the whole catalog.
+    pub async fn list(
+        &self,
+        category: Option<&str>,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<Product>, crate::error::ApiError> {
+        let (items, last) = match category {
+            Some(category) => {
+                let start = cursor
+                    .map(|c| cursor::decode(c, &[PK, SK, GSI1PK, GSI1SK]))
+                    .transpose()?;
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(BY_CATEGORY)
+                    .key_condition_expression("#p = :p")
+                    .expression_attribute_names("#p", GSI1PK)
+                    .expression_attribute_values(":p", s(category_pk(category)))
+                    .limit(limit)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::dynamo("Query", &e))?;
+                (out.items.unwrap_or_default(), out.last_evaluated_key)
+            }
+            None => {
+                let start = cursor.map(|c| cursor::decode(c, &[PK, SK])).transpose()?;
+                let out = self
+                    .client
+                    .scan()
+                    .table_name(&self.table)
+                    .limit(limit)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::dynamo("Scan", &e))?;
+                (out.items.unwrap_or_default(), out.last_evaluated_key)
+            }
+        };
+        let items = items
+            .into_iter()
+            .map(serde_dynamo::from_item)
+            .collect::<Result<Vec<Product>, _>>()
+            .map_err(StoreError::from)?;
+        Ok(Page {
+            items,
+            next_cursor: last
+                .filter(|k: &Key| !k.is_empty())
+                .and_then(|k| cursor::encode(&k)),
+        })
+    }
+
+    /// The SDK value of a stored product's stock, for tests and benchmarks.
+    pub async fn stock(&self, sku: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(sku).await?.map(|p| p.stock))
+    }
+}

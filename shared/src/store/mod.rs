@@ -1,0 +1,69 @@
+//! DynamoDB stores. A failed condition becomes a domain outcome here
+//! (`SoldOut`, `AlreadyExists`, ...); callers never inspect SDK errors.
+
+pub mod audit;
+pub mod catalog;
+pub mod flash_sales;
+pub mod partners;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Anything unexpected from DynamoDB; mapped to a 500 whose cause is logged.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("DynamoDB {op} failed: {message}")]
+    Dynamo { op: &'static str, message: String },
+    #[error("a stored item could not be read: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub fn dynamo<E, R>(op: &'static str, e: &SdkError<E, R>) -> Self
+    where
+        E: std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        StoreError::Dynamo {
+            op,
+            message: DisplayErrorContext(e).to_string(),
+        }
+    }
+}
+
+impl From<serde_dynamo::Error> for StoreError {
+    fn from(e: serde_dynamo::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// Reads a whole number attribute.
+pub(crate) fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("attribute {name} is missing or not a number")))
+}
+
+/// Serialises `value` and adds the key attributes to it.
+pub(crate) fn item_with_keys<T: serde::Serialize>(
+    value: &T,
+    keys: &[(&str, String)],
+) -> Result<Item, StoreError> {
+    let mut item: Item = serde_dynamo::to_item(value)?;
+    for (name, v) in keys {
+        item.insert((*name).to_owned(), s(v.clone()));
+    }
+    Ok(item)
+}

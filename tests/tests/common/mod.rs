@@ -1,0 +1,138 @@
+//! Test harness: a fresh local stack per test (own tables, queues, bucket),
+//! requests through the local gateway's router, JSON in and out.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use axum::body::Body;
+use flashcart_local::LocalStack;
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub struct Harness {
+    pub stack: LocalStack,
+    pub router: axum::Router,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Value,
+}
+
+impl Harness {
+    pub async fn new() -> Self {
+        let stack = LocalStack::for_test().await;
+        let router = stack.router();
+        Self { stack, router }
+    }
+
+    pub fn admin(&self) -> String {
+        self.stack.token("root-admin", &["admin"])
+    }
+
+    pub fn shopper(&self, sub: &str) -> String {
+        self.stack.token(sub, &[])
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Answer {
+        send(self.router.clone(), req).await
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        call(self.router.clone(), method, path, token, body).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path, None, None).await
+    }
+
+    /// Creates a product as admin and asserts it worked.
+    pub async fn product(&self, sku: &str, category: &str, price: i64, stock: i64) -> Value {
+        let a = self
+            .call(
+                Method::PUT,
+                &format!("/admin/products/{sku}"),
+                Some(&self.admin()),
+                Some(serde_json::json!({
+                    "name": format!("Product {sku}"),
+                    "description": "test",
+                    "price": {"amount": price, "currency": "EUR"},
+                    "category": category,
+                    "stock": stock,
+                })),
+            )
+            .await;
+        assert!(
+            a.status.is_success(),
+            "creating {sku}: {} {}",
+            a.status,
+            a.body
+        );
+        a.body
+    }
+
+    pub async fn done(self) {
+        self.stack.destroy().await;
+    }
+}
+
+/// Sends a request through a gateway router (cloneable and `'static`, so
+/// concurrent tests can spawn it).
+pub async fn send(router: axum::Router, req: Request<Body>) -> Answer {
+    let resp = router.oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub async fn call(
+    router: axum::Router,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Answer {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let body = match body {
+        Some(v) => {
+            req = req.header("content-type", "application/json");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    send(router, req.body(body).unwrap()).await
+}
+
+/// Asserts the documented error shape and returns the code.
+pub fn error_code(a: &Answer) -> String {
+    let b = &a.body;
+    assert!(b["error"].is_string(), "no error code in {b}");
+    assert!(b["message"].is_string(), "no message in {b}");
+    assert!(b["details"].is_object(), "no details in {b}");
+    assert!(b["request_id"].is_string(), "no request_id in {b}");
+    let words = b["message"].as_str().unwrap().split_whitespace().count();
+    assert!(words < 50, "message over 50 words: {b}");
+    b["error"].as_str().unwrap().to_owned()
+}

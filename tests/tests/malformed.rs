@@ -1,0 +1,85 @@
+//! No input makes a handler panic or answer outside the error shape:
+//! malformed JSON, wrong types, odd encodings, hostile path parameters.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use common::{Harness, error_code};
+use http::{Method, Request};
+
+#[tokio::test]
+async fn malformed_bodies_are_400_never_500() {
+    let h = Harness::new().await;
+    h.product("TV-1", "tv", 50000, 100).await;
+    let admin = h.admin();
+    let bodies: &[&[u8]] = &[
+        b"",
+        b"   ",
+        b"{",
+        b"[]",
+        b"null",
+        b"42",
+        b"\"string\"",
+        b"{\"name\": 5}",
+        b"{\"name\":\"a\",\"price\":{\"amount\":\"1\",\"currency\":\"EUR\"},\"category\":\"c\",\"stock\":1}",
+        b"{\"name\":\"a\",\"price\":{\"amount\":99999999999999999999999,\"currency\":\"EUR\"},\"category\":\"c\",\"stock\":1}",
+        b"{\"name\":\"a\",\"price\":null,\"category\":\"c\",\"stock\":1}",
+        b"\xff\xfe\x00garbage",
+        b"{\"name\":\"\\ud800\"}",
+        b"{\"sku\":\"TV-1\",\"quantity\":-1}",
+        b"{\"sku\":\"TV-1\",\"price\":{\"amount\":1,\"currency\":\"EUR\"},\"quantity\":4294967296,\"starts_at\":\"2026-01-01T00:00:00Z\",\"ends_at\":\"2027-01-01T00:00:00Z\",\"per_user_limit\":1}",
+    ];
+    for (path, method) in [
+        ("/admin/products/M-1", Method::PUT),
+        ("/admin/flash-sales", Method::POST),
+    ] {
+        for body in bodies {
+            let req = Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .header("authorization", format!("Bearer {admin}"))
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.to_vec()))
+                .unwrap();
+            let a = h.send(req).await;
+            assert_eq!(
+                a.status,
+                400,
+                "{method} {path} {:?}: {}",
+                String::from_utf8_lossy(body),
+                a.body
+            );
+            assert_eq!(error_code(&a), "invalid_request");
+        }
+    }
+    h.done().await;
+}
+
+#[tokio::test]
+async fn hostile_path_and_query_values_are_answered_not_crashed() {
+    let h = Harness::new().await;
+    let long = "A".repeat(5000);
+    for path in [
+        "/products/%00".to_owned(),
+        "/products/%F0%9F%92%A3".to_owned(),
+        format!("/products/{long}"),
+        "/products/..%2F..%2Fetc%2Fpasswd".to_owned(),
+        "/flash-sales/%27%20OR%201%3D1".to_owned(),
+        format!("/flash-sales/{long}"),
+        "/products?limit=-1".to_owned(),
+        "/products?limit=99999999999999999999".to_owned(),
+        format!("/products?cursor={long}"),
+        "/products?category=%00".to_owned(),
+    ] {
+        let a = h.get(&path).await;
+        assert!(
+            a.status == 404 || a.status == 400,
+            "{path}: {} {}",
+            a.status,
+            a.body
+        );
+        error_code(&a);
+    }
+    h.done().await;
+}
