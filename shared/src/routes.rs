@@ -53,7 +53,9 @@ pub fn unmatched(method: &str, path: &str) -> ApiError {
         .map(|(m, _)| *m)
         .collect();
     allowed.dedup();
-    if allowed.is_empty() {
+    // Allowed methods that include this one mean the event named a route this
+    // function does not serve: nothing to suggest, so 404.
+    if allowed.is_empty() || allowed.contains(&method) {
         ApiError::route_not_found(method, path)
     } else {
         ApiError::method_not_allowed(method, &allowed)

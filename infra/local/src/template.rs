@@ -538,6 +538,36 @@ mod tests {
     }
 
     #[test]
+    fn the_openapi_document_lists_exactly_the_template_routes() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.yaml");
+        let doc: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut documented: Vec<(String, String)> = doc["paths"]
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .flat_map(|(p, ops)| {
+                let p = p.as_str().unwrap().to_owned();
+                ops.as_mapping()
+                    .unwrap()
+                    .keys()
+                    .map(move |m| (m.as_str().unwrap().to_ascii_uppercase(), p.clone()))
+            })
+            .collect();
+        documented.sort();
+        let mut declared: Vec<(String, String)> = template()
+            .http_routes()
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| Some((r.method, r.path?)))
+            .collect();
+        declared.sort();
+        assert_eq!(
+            documented, declared,
+            "docs/openapi.yaml and template.yaml disagree"
+        );
+    }
+
+    #[test]
     fn every_function_names_its_binary() {
         let t = template();
         for (id, _) in t.resources_of_type("AWS::Serverless::Function") {

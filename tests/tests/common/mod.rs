@@ -79,6 +79,27 @@ impl Harness {
         a.body
     }
 
+    /// A function's configuration source, as the template resolves it here.
+    pub fn env_of(&self, function: &str) -> impl Fn(&str) -> Option<String> + use<> {
+        let env = self
+            .stack
+            .template
+            .function_env(function, &self.stack.stack)
+            .unwrap();
+        move |k: &str| env.get(k).cloned()
+    }
+
+    /// storefront-api's dependencies, built as its main.rs builds them.
+    pub fn storefront(&self) -> storefront_api::Deps {
+        storefront_api::Deps::from_source(&self.env_of("StorefrontApiFunction"), &self.stack.sdk)
+            .unwrap()
+    }
+
+    /// admin-api's dependencies, built as its main.rs builds them.
+    pub fn admin_api(&self) -> admin_api::Deps {
+        admin_api::Deps::from_source(&self.env_of("AdminApiFunction"), &self.stack.sdk).unwrap()
+    }
+
     pub async fn done(self) {
         self.stack.destroy().await;
     }
