@@ -172,6 +172,12 @@ async fn create_sale(
             format!("A flash sale with id '{id}' already exists. Choose another sale_id or omit it."),
         )
         .with_detail("sale_id", id),
+        CreateSaleError::Conflict => ApiError::conflict(
+            "request_in_progress",
+            "Another change to this product is in progress. Retry in a second.",
+        )
+        .with_header(http::header::RETRY_AFTER, "1")
+        .with_detail("retry_after", 1),
         CreateSaleError::Store(e) => e.into(),
     })?;
     let remaining = u64::from(sale.quantity);

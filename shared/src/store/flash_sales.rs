@@ -23,6 +23,8 @@ pub enum CreateSaleError {
     CurrencyMismatch { product_currency: String },
     #[error("sale {0} already exists")]
     AlreadyExists(String),
+    #[error("another write to the same items was in progress")]
+    Conflict,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -120,21 +122,41 @@ impl FlashSaleStore {
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             writes.push(TransactWriteItem::builder().put(put).build());
         }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(writes))
-            .send()
-            .await;
-        let err = match result {
-            Ok(_) => return Ok(()),
-            Err(e) => e,
-        };
-        let reasons = match err.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
-                c.cancellation_reasons().to_vec()
+        // DynamoDB cancels a transaction that races another on the same item
+        // (TransactionConflict); the SDK does not retry that, so retry here a
+        // few times with jitter before calling it a conflict.
+        let mut attempt = 0;
+        let (err, reasons) = loop {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(writes.clone()))
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            let reasons = match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    c.cancellation_reasons().to_vec()
+                }
+                _ => return Err(StoreError::dynamo("TransactWriteItems", &err).into()),
+            };
+            if !reasons
+                .iter()
+                .any(|r| r.code() == Some("TransactionConflict"))
+            {
+                break (err, reasons);
             }
-            _ => return Err(StoreError::dynamo("TransactWriteItems", &err).into()),
+            attempt += 1;
+            if attempt == 3 {
+                return Err(CreateSaleError::Conflict);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(
+                fastrand::u64(10..50) << attempt,
+            ))
+            .await;
         };
         let failed =
             |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
