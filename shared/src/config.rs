@@ -105,6 +105,48 @@ impl HttpConfig {
     }
 }
 
+/// Configuration of the two checkout functions.
+#[derive(Debug, Clone)]
+pub struct CheckoutConfig {
+    pub http: HttpConfig,
+    pub order_queue_url: String,
+    /// Requests one user may make for one SKU per window before 429.
+    pub throttle_burst: u32,
+    pub throttle_window_secs: i64,
+}
+
+fn number<T: std::str::FromStr>(
+    src: &dyn Source,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match src.get(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+            name,
+            reason: format!("{v:?} is not a number"),
+        }),
+    }
+}
+
+impl CheckoutConfig {
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        let cfg = Self {
+            http: HttpConfig::from_source(src)?,
+            order_queue_url: required(src, "ORDER_QUEUE_URL")?,
+            throttle_burst: number(src, "THROTTLE_BURST", 5)?,
+            throttle_window_secs: number(src, "THROTTLE_WINDOW_SECONDS", 10)?,
+        };
+        if cfg.throttle_burst == 0 || cfg.throttle_window_secs <= 0 {
+            return Err(ConfigError::Invalid {
+                name: "THROTTLE_BURST",
+                reason: "burst and window must be positive".into(),
+            });
+        }
+        Ok(cfg)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -164,6 +164,19 @@ pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, 
             p => p,
         };
         let inner = e.into_inner();
+        // serde reports a missing field at its parent: name the field itself
+        let message = inner.to_string();
+        if let Some(name) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+        {
+            let field = if field == "body" {
+                name.to_owned()
+            } else {
+                format!("{field}.{name}")
+            };
+            return ApiError::invalid_request(&field, "is required");
+        }
         let reason = if inner.is_syntax() || inner.is_eof() {
             format!(
                 "malformed JSON at line {} column {}",

@@ -43,6 +43,36 @@ pub mod flash_sales {
     }
 }
 
+/// Orders table. `gsi1` (`by_status`) holds status -> reservation expiry, what
+/// the sweeper walks.
+pub mod orders {
+    pub const ORDER_SK: &str = "ORDER";
+    pub const BY_STATUS: &str = "by_status";
+
+    pub fn order_pk(order_id: &str) -> String {
+        format!("ORDER#{order_id}")
+    }
+    pub fn status_pk(status: &str) -> String {
+        format!("STATUS#{status}")
+    }
+}
+
+/// Requests table: short-lived records removed by TTL (`expires_at_epoch`).
+pub mod requests {
+    pub const IDEMPOTENCY_SK: &str = "IDEMPOTENCY";
+    pub const THROTTLE_SK: &str = "THROTTLE";
+    pub const TTL: &str = "expires_at_epoch";
+
+    /// Keys are per user: one user's key never collides with another's.
+    pub fn idempotency_pk(user: &str, key: &str) -> String {
+        format!("IDEMPOTENCY#{user}#{key}")
+    }
+    /// One counter per user, SKU and fixed window.
+    pub fn throttle_pk(user: &str, sku: &str, window_start: i64) -> String {
+        format!("THROTTLE#{user}#{sku}#{window_start}")
+    }
+}
+
 /// Audit table: append-only, one partition per UTC day, newest first by `sk`.
 pub mod audit {
     use chrono::{DateTime, NaiveDate, Utc};

@@ -7,6 +7,7 @@
 //! - [`config`], [`aws`], [`logging`]: what a function wires at cold start.
 
 pub mod aws;
+pub mod checkout;
 pub mod config;
 pub mod cursor;
 pub mod domain;
@@ -14,6 +15,9 @@ pub mod error;
 pub mod http;
 pub mod keys;
 pub mod logging;
+pub mod memory;
+pub mod metrics;
+pub mod queue;
 pub mod routes;
 pub mod store;
 

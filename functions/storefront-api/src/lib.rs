@@ -13,6 +13,7 @@ use shared::domain::product::check_category;
 use shared::http::{RequestInfo, json, limit_param, path_param, query_param};
 use shared::store::catalog::CatalogStore;
 use shared::store::flash_sales::FlashSaleStore;
+use shared::store::orders::OrderStore;
 
 /// Longest SKU any product can have (`<partner_id>:<sku>`); longer is a 404
 /// without a DynamoDB call.
@@ -21,6 +22,7 @@ const MAX_LOOKUP_SKU: usize = 200;
 pub struct Deps {
     catalog: CatalogStore,
     sales: FlashSaleStore,
+    orders: OrderStore,
 }
 
 impl Deps {
@@ -28,7 +30,8 @@ impl Deps {
         let dynamo = shared::aws::dynamodb(sdk);
         let catalog = CatalogStore::new(dynamo.clone(), &config.tables.catalog);
         Self {
-            sales: FlashSaleStore::new(dynamo, &config.tables.flash_sales, catalog.clone()),
+            sales: FlashSaleStore::new(dynamo.clone(), &config.tables.flash_sales, catalog.clone()),
+            orders: OrderStore::new(dynamo, &config.tables.orders),
             catalog,
         }
     }
@@ -52,6 +55,7 @@ async fn route(deps: &Deps, req: &Request, info: &RequestInfo) -> Result<Respons
         "GET /products" => list_products(deps, req).await,
         "GET /products/{sku}" => get_product(deps, req).await,
         "GET /flash-sales/{sale_id}" => get_sale(deps, req).await,
+        "GET /orders/{order_id}" => get_order(deps, req, info).await,
         _ => Err(shared::routes::unmatched(&info.method, &info.path)),
     }
 }
@@ -98,5 +102,29 @@ async fn get_sale(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError
     match deps.sales.get(&sale_id).await? {
         Some(view) => Ok(json(StatusCode::OK, &view.to_body(Utc::now()))),
         None => Err(not_found()),
+    }
+}
+
+/// The owner or an admin sees the order; anyone else gets the same 404 as for
+/// an order that does not exist, so order ids cannot be probed.
+async fn get_order(
+    deps: &Deps,
+    req: &Request,
+    info: &RequestInfo,
+) -> Result<Response<Body>, ApiError> {
+    let caller = info.caller()?;
+    let order_id = path_param(req, "order_id")?;
+    let not_found = || {
+        ApiError::not_found(format!("Order '{order_id}'"))
+            .with_detail("order_id", order_id.as_str())
+    };
+    if order_id.len() > 100 {
+        return Err(not_found());
+    }
+    match deps.orders.get(&order_id).await? {
+        Some(order) if order.user == caller.sub || caller.is_in("admin") => {
+            Ok(json(StatusCode::OK, &order.public_body()))
+        }
+        _ => Err(not_found()),
     }
 }

@@ -78,6 +78,14 @@ impl Functions {
                     out.http
                         .insert(id.clone(), http_fn!(admin_api, env, sdk, id));
                 }
+                "checkout" => {
+                    out.http
+                        .insert(id.clone(), http_fn!(checkout, env, sdk, id));
+                }
+                "flash-checkout" => {
+                    out.http
+                        .insert(id.clone(), http_fn!(flash_checkout, env, sdk, id));
+                }
                 other => {
                     return Err(FunctionsError::Init {
                         function: id,

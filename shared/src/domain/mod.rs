@@ -3,7 +3,9 @@
 
 pub mod api_key;
 pub mod flash_sale;
+pub mod idempotency;
 pub mod money;
+pub mod order;
 pub mod product;
 pub mod text;
 

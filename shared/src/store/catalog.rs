@@ -184,6 +184,54 @@ impl CatalogStore {
         })
     }
 
+    /// The products among `skus` that exist, by SKU (one BatchGetItem; at most
+    /// 100 keys, a cart has at most 20).
+    pub async fn get_many(
+        &self,
+        skus: &[&str],
+    ) -> Result<std::collections::HashMap<String, Product>, StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut found = std::collections::HashMap::new();
+        if skus.is_empty() {
+            return Ok(found);
+        }
+        let keys = skus.iter().map(|sku| Self::key(sku)).collect();
+        let mut request = std::collections::HashMap::from([(
+            self.table.clone(),
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        )]);
+        for attempt in 0..5 {
+            let out = self
+                .client
+                .batch_get_item()
+                .set_request_items(Some(request))
+                .send()
+                .await
+                .map_err(|e| StoreError::dynamo("BatchGetItem", &e))?;
+            for item in out
+                .responses
+                .unwrap_or_default()
+                .remove(&self.table)
+                .unwrap_or_default()
+            {
+                let p: Product = serde_dynamo::from_item(item)?;
+                found.insert(p.sku.clone(), p);
+            }
+            match out.unprocessed_keys.filter(|u| !u.is_empty()) {
+                None => return Ok(found),
+                Some(rest) => request = rest,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+        }
+        Err(StoreError::Corrupt(
+            "products still unprocessed after 5 attempts".into(),
+        ))
+    }
+
     /// The SDK value of a stored product's stock, for tests and benchmarks.
     pub async fn stock(&self, sku: &str) -> Result<Option<i64>, StoreError> {
         Ok(self.get(sku).await?.map(|p| p.stock))

@@ -187,7 +187,8 @@ impl FlashSaleStore {
         Err(StoreError::dynamo("TransactWriteItems", &err).into())
     }
 
-    pub async fn get(&self, sale_id: &str) -> Result<Option<SaleView>, StoreError> {
+    /// The sale without its stock (one GetItem), for checkout, which caches it.
+    pub async fn get_sale(&self, sale_id: &str) -> Result<Option<FlashSale>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -196,10 +197,17 @@ impl FlashSaleStore {
             .send()
             .await
             .map_err(|e| StoreError::dynamo("GetItem", &e))?;
-        let Some(item) = out.item else {
+        out.item
+            .map(serde_dynamo::from_item)
+            .transpose()
+            .map_err(StoreError::from)
+    }
+
+    /// The sale and the units left in its shards.
+    pub async fn get(&self, sale_id: &str) -> Result<Option<SaleView>, StoreError> {
+        let Some(sale) = self.get_sale(sale_id).await? else {
             return Ok(None);
         };
-        let sale: FlashSale = serde_dynamo::from_item(item)?;
         let remaining = self.remaining(&sale).await?;
         Ok(Some(SaleView { sale, remaining }))
     }

@@ -3,8 +3,11 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod checkout;
 pub mod flash_sales;
+pub mod orders;
 pub mod partners;
+pub mod requests;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;

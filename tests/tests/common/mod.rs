@@ -100,9 +100,71 @@ impl Harness {
         admin_api::Deps::from_source(&self.env_of("AdminApiFunction"), &self.stack.sdk).unwrap()
     }
 
+    /// Creates an active flash sale as admin.
+    pub async fn flash_sale(
+        &self,
+        sale_id: &str,
+        sku: &str,
+        quantity: u32,
+        shards: u32,
+        per_user_limit: u32,
+    ) {
+        let now = chrono::Utc::now();
+        let a = self
+            .call(
+                Method::POST,
+                "/admin/flash-sales",
+                Some(&self.admin()),
+                Some(serde_json::json!({
+                    "sale_id": sale_id, "sku": sku, "price": {"amount": 500, "currency": "EUR"}, "quantity": quantity,
+                    "starts_at": (now - chrono::Duration::minutes(1)).to_rfc3339(),
+                    "ends_at": (now + chrono::Duration::hours(1)).to_rfc3339(),
+                    "per_user_limit": per_user_limit, "shards": shards
+                })),
+            )
+            .await;
+        assert_eq!(a.status, 201, "creating sale {sale_id}: {}", a.body);
+    }
+
+    pub async fn checkout(&self, user: &str, key: &str, body: &Value) -> Answer {
+        post_checkout(
+            self.router.clone(),
+            "/checkout",
+            &self.shopper(user),
+            key,
+            body,
+        )
+        .await
+    }
+
+    pub async fn stock(&self, sku: &str) -> i64 {
+        self.get(&format!("/products/{sku}")).await.body["stock"]
+            .as_i64()
+            .unwrap()
+    }
+
     pub async fn done(self) {
         self.stack.destroy().await;
     }
+}
+
+/// POSTs a checkout body with a bearer token and an Idempotency-Key.
+pub async fn post_checkout(
+    router: axum::Router,
+    path: &str,
+    token: &str,
+    key: &str,
+    body: &Value,
+) -> Answer {
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("idempotency-key", key)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    send(router, req).await
 }
 
 /// Sends a request through a gateway router (cloneable and `'static`, so

@@ -1,0 +1,97 @@
+//! checkout: `POST /checkout`. Validates the cart, then one DynamoDB
+//! transaction takes every line's stock (never below 0), writes the order as
+//! `pending_payment` with a reservation expiry, and completes the idempotency
+//! record; the order id goes to the finalization queue; 202.
+
+use chrono::{DateTime, Utc};
+use lambda_http::{Body, Request, Response};
+use shared::ApiError;
+use shared::aws::SdkConfig;
+use shared::checkout::{Checkout, Claimed, record_metrics};
+use shared::config::{ConfigError, Source};
+use shared::domain::order::{CartRule, CheckoutRequest, Order, price_cart};
+use shared::http::RequestInfo;
+use shared::store::requests::ClaimToken;
+use std::time::Instant;
+
+pub const FUNCTION: &str = "checkout";
+
+pub struct Deps {
+    checkout: Checkout,
+}
+
+impl Deps {
+    pub fn from_source(src: &dyn Source, sdk: &SdkConfig) -> Result<Self, ConfigError> {
+        Ok(Self {
+            checkout: Checkout::from_source(src, sdk)?,
+        })
+    }
+}
+
+pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+    let started = Instant::now();
+    let info = RequestInfo::of(&req);
+    let result = checkout(deps, &req, &info, Utc::now()).await;
+    let outcome = match &result {
+        Ok(r) if r.status() == 202 => "accepted",
+        Ok(_) => "replayed",
+        Err(e) => e.code(),
+    };
+    record_metrics(FUNCTION, outcome, started);
+    Ok(result.unwrap_or_else(|e| e.into_response(&info.request_id)))
+}
+
+async fn checkout(
+    deps: &Deps,
+    req: &Request,
+    info: &RequestInfo,
+    now: DateTime<Utc>,
+) -> Result<Response<Body>, ApiError> {
+    let c = &deps.checkout;
+    let begun = c.begin::<CheckoutRequest>(req, info)?;
+    begun.body.validate()?;
+    let user = begun.caller.sub.as_str();
+    futures_util::future::try_join_all(
+        begun
+            .body
+            .items
+            .iter()
+            .map(|line| c.throttle(user, &line.sku, now)),
+    )
+    .await?;
+    let token = match c.claim(&begun, now).await? {
+        Claimed::Fresh(token) => token,
+        Claimed::Replay(answer) => return Ok(answer),
+    };
+    let result = place(c, &begun.body, user, &token, now).await;
+    if result.is_err() {
+        c.requests.release(&token).await;
+    }
+    result
+}
+
+async fn place(
+    c: &Checkout,
+    cart: &CheckoutRequest,
+    user: &str,
+    token: &ClaimToken,
+    now: DateTime<Utc>,
+) -> Result<Response<Body>, ApiError> {
+    let skus: Vec<&str> = cart.items.iter().map(|l| l.sku.as_str()).collect();
+    let products = c.catalog.get_many(&skus).await?;
+    let (lines, total) = price_cart(&cart.items, &products).map_err(|rule| match rule {
+        CartRule::UnknownSku { sku, line } => ApiError::rule_violation("unknown_sku", format!("There is no product '{sku}'. Remove it from the cart."))
+            .with_detail("sku", sku)
+            .with_detail("field", format!("items[{line}].sku")),
+        CartRule::MixedCurrency { sku, currency, cart_currency } => ApiError::rule_violation(
+            "single_currency",
+            format!("'{sku}' is priced in {currency} but the cart is in {cart_currency}; check out each currency separately."),
+        )
+        .with_detail("sku", sku),
+        CartRule::TotalTooLarge => ApiError::rule_violation("total_too_large", "The order total is too large. Split the order."),
+    })?;
+    let order = Order::new(user, lines, total, cart.payment_token.clone(), None, now);
+    let completion = c.completion(token, &order)?;
+    c.store.place_order(&order, completion).await?;
+    Ok(c.accept(&order).await)
+}

@@ -1,0 +1,69 @@
+//! CloudWatch embedded metric format (EMF): one JSON document per line on
+//! stdout, which Lambda ships to CloudWatch Logs and CloudWatch turns into
+//! metrics without an API call. The document must be the whole log line, so it
+//! is written directly, not through the tracing subscriber's JSON envelope.
+
+use std::io::Write;
+
+pub const NAMESPACE: &str = "Flashcart";
+
+/// Emits `metrics` (name, value, unit) with the `Function` dimension.
+pub fn emit(function: &str, metrics: &[(&str, f64, &str)]) {
+    let line = document(function, metrics, chrono::Utc::now().timestamp_millis());
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
+pub fn document(
+    function: &str,
+    metrics: &[(&str, f64, &str)],
+    timestamp_ms: i64,
+) -> serde_json::Value {
+    let definitions: Vec<serde_json::Value> = metrics
+        .iter()
+        .map(|(name, _, unit)| serde_json::json!({"Name": name, "Unit": unit}))
+        .collect();
+    let mut doc = serde_json::json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["Function"]],
+                "Metrics": definitions,
+            }],
+        },
+        "Function": function,
+    });
+    for (name, value, _) in metrics {
+        doc[*name] = serde_json::json!(value);
+    }
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn documents_follow_the_embedded_metric_format() {
+        let d = super::document(
+            "checkout",
+            &[
+                ("CheckoutAccepted", 1.0, "Count"),
+                ("Latency", 12.5, "Milliseconds"),
+            ],
+            42,
+        );
+        assert_eq!(d["_aws"]["Timestamp"], 42);
+        assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Flashcart");
+        assert_eq!(
+            d["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0],
+            "Function"
+        );
+        assert_eq!(
+            d["_aws"]["CloudWatchMetrics"][0]["Metrics"][1]["Unit"],
+            "Milliseconds"
+        );
+        assert_eq!(d["Function"], "checkout");
+        assert_eq!(d["CheckoutAccepted"], 1.0);
+        assert_eq!(d["Latency"], 12.5);
+    }
+}

@@ -1,0 +1,226 @@
+//! POST /flash-sales/{sale_id}/checkout through the local gateway.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use chrono::{Duration, Utc};
+use common::{Harness, error_code, post_checkout};
+use http::Method;
+use serde_json::json;
+
+fn buy(quantity: u32) -> serde_json::Value {
+    json!({"quantity": quantity, "payment_token": "tok_ok"})
+}
+
+#[tokio::test]
+async fn flash_checkout_never_sells_more_than_allocated() {
+    let h = Harness::new().await;
+    h.product("TV-1", "tv", 50000, 100).await;
+    let allocated = 40;
+    h.flash_sale("rush", "TV-1", allocated, 4, 1).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..300 {
+        let (router, token) = (h.router.clone(), h.shopper(&format!("buyer-{i}")));
+        tasks.spawn(async move {
+            post_checkout(
+                router,
+                "/flash-sales/rush/checkout",
+                &token,
+                &format!("k-{i}"),
+                &buy(1),
+            )
+            .await
+        });
+    }
+    let answers = tasks.join_all().await;
+    let sold = answers.iter().filter(|a| a.status == 202).count() as u64;
+    for a in answers.iter().filter(|a| a.status != 202) {
+        assert_eq!(a.status, 409, "{}", a.body);
+        assert!(
+            a.body["error"] == "sold_out" || a.body["error"] == "request_in_progress",
+            "{}",
+            a.body
+        );
+    }
+    let sale = h.get("/flash-sales/rush").await;
+    let remaining = sale.body["remaining"].as_u64().unwrap();
+    assert_eq!(
+        sold,
+        u64::from(allocated),
+        "every allocated unit sold, none twice"
+    );
+    assert_eq!(
+        remaining + sold,
+        u64::from(allocated),
+        "stock + sold = allocated"
+    );
+    assert_eq!(sale.body["state"], "sold_out");
+    assert_eq!(
+        h.stock("TV-1").await,
+        60,
+        "product stock is separate from the sale's"
+    );
+
+    // an accepted order carries the sale price and its sale
+    let winner = answers.iter().find(|a| a.status == 202).unwrap();
+    assert_eq!(
+        winner.body["total"],
+        json!({"amount": 500, "currency": "EUR"})
+    );
+    h.done().await;
+}
+
+#[tokio::test]
+async fn the_per_user_limit_holds_under_concurrent_duplicates() {
+    let h = Harness::new().await;
+    h.product("TV-1", "tv", 50000, 100).await;
+    h.flash_sale("limit", "TV-1", 50, 8, 2).await;
+    let token = h.shopper("greedy");
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..5 {
+        let (router, token) = (h.router.clone(), token.clone());
+        tasks.spawn(async move {
+            post_checkout(
+                router,
+                "/flash-sales/limit/checkout",
+                &token,
+                &format!("g-{i}"),
+                &buy(1),
+            )
+            .await
+        });
+    }
+    let answers = tasks.join_all().await;
+    let accepted = answers.iter().filter(|a| a.status == 202).count();
+    assert_eq!(
+        accepted,
+        2,
+        "{:?}",
+        answers.iter().map(|a| &a.body).collect::<Vec<_>>()
+    );
+    for a in answers.iter().filter(|a| a.status != 202) {
+        assert_eq!(error_code(a), "purchase_limit_reached");
+    }
+    assert_eq!(h.get("/flash-sales/limit").await.body["remaining"], 48);
+    // more than the limit in one request is refused before any write
+    let over = post_checkout(
+        h.router.clone(),
+        "/flash-sales/limit/checkout",
+        &h.shopper("newcomer"),
+        "o-1",
+        &buy(3),
+    )
+    .await;
+    assert_eq!(over.status, 409);
+    assert_eq!(error_code(&over), "purchase_limit_reached");
+    assert_eq!(over.body["details"]["limit"], 2);
+    h.done().await;
+}
+
+#[tokio::test]
+async fn replays_get_their_order_even_after_the_sale_sold_out() {
+    let h = Harness::new().await;
+    h.product("TV-1", "tv", 50000, 100).await;
+    h.flash_sale("tiny", "TV-1", 1, 1, 1).await;
+    let alice = h.shopper("alice");
+    let won = post_checkout(
+        h.router.clone(),
+        "/flash-sales/tiny/checkout",
+        &alice,
+        "a-1",
+        &buy(1),
+    )
+    .await;
+    assert_eq!(won.status, 202);
+    let lost = post_checkout(
+        h.router.clone(),
+        "/flash-sales/tiny/checkout",
+        &h.shopper("bob"),
+        "b-1",
+        &buy(1),
+    )
+    .await;
+    assert_eq!(lost.status, 409);
+    assert_eq!(error_code(&lost), "sold_out");
+    // the container now remembers "sold out"; alice's retry still gets her order
+    let retry = post_checkout(
+        h.router.clone(),
+        "/flash-sales/tiny/checkout",
+        &alice,
+        "a-1",
+        &buy(1),
+    )
+    .await;
+    assert_eq!(retry.status, 202);
+    assert_eq!(retry.body, won.body);
+    let again = post_checkout(
+        h.router.clone(),
+        "/flash-sales/tiny/checkout",
+        &h.shopper("carol"),
+        "c-1",
+        &buy(1),
+    )
+    .await;
+    assert_eq!(error_code(&again), "sold_out");
+    h.done().await;
+}
+
+#[tokio::test]
+async fn sales_that_are_not_running_or_do_not_exist_are_refused() {
+    let h = Harness::new().await;
+    h.product("TV-1", "tv", 50000, 100).await;
+    let now = Utc::now();
+    let later = h
+        .call(
+            Method::POST,
+            "/admin/flash-sales",
+            Some(&h.admin()),
+            Some(json!({
+                "sale_id": "later", "sku": "TV-1", "price": {"amount": 500, "currency": "EUR"}, "quantity": 10,
+                "starts_at": (now + Duration::hours(1)).to_rfc3339(), "ends_at": (now + Duration::hours(2)).to_rfc3339(),
+                "per_user_limit": 1, "shards": 2
+            })),
+        )
+        .await;
+    assert_eq!(later.status, 201);
+    let a = post_checkout(
+        h.router.clone(),
+        "/flash-sales/later/checkout",
+        &h.shopper("alice"),
+        "l-1",
+        &buy(1),
+    )
+    .await;
+    assert_eq!(a.status, 409);
+    assert_eq!(error_code(&a), "sale_not_active");
+    assert!(a.body["details"]["starts_at"].is_string());
+    let b = post_checkout(
+        h.router.clone(),
+        "/flash-sales/nope/checkout",
+        &h.shopper("alice"),
+        "n-1",
+        &buy(1),
+    )
+    .await;
+    assert_eq!(b.status, 404);
+    assert_eq!(b.body["details"]["sale_id"], "nope");
+    for (body, field) in [
+        (buy(0), "quantity"),
+        (buy(11), "quantity"),
+        (json!({"quantity": 1}), "payment_token"),
+    ] {
+        let c = post_checkout(
+            h.router.clone(),
+            "/flash-sales/later/checkout",
+            &h.shopper("alice"),
+            "x-1",
+            &body,
+        )
+        .await;
+        assert_eq!(c.status, 400, "{body}");
+        assert_eq!(c.body["details"]["field"], field);
+    }
+    assert_eq!(h.get("/flash-sales/later").await.body["remaining"], 10);
+    h.done().await;
+}
