@@ -18,7 +18,7 @@ EMULATOR_PORT ?= 4566
 API_PORT ?= 3000
 export EMULATOR_PORT API_PORT
 
-.PHONY: help venv run test lint token package clean
+.PHONY: help venv run test lint token package bench-flash clean
 
 help:
 	@echo "make run      start the whole stack locally (emulator, API on :$(API_PORT), seed data)"
@@ -26,6 +26,7 @@ help:
 	@echo "make lint     rustfmt, clippy -D warnings, cfn-lint, sam validate --lint"
 	@echo "make token USER=alice GROUPS=admin   a JWT for the local authorizer"
 	@echo "make package  Lambda zips (arm64) with cargo-lambda"
+	@echo "make bench-flash [S=500 K=8 R=5000 C=64]   flash-sale load through the local gateway"
 
 # The Python side (moto for the emulator; SAM CLI, which bundles cfn-lint).
 # Reinstalled only when the requirements change.
@@ -43,7 +44,8 @@ venv: $(VENV)/.installed
 
 run: venv
 	cargo build -p flashcart-local
-	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:$(EMULATOR_PORT)} ./target/debug/flashcart-local run
+	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:$(EMULATOR_PORT)} FLASHCART_EMF=$${FLASHCART_EMF:-1} \
+		./target/debug/flashcart-local run
 
 test: venv
 	infra/local/with-emulator.sh cargo test --workspace --no-fail-fast
@@ -62,6 +64,11 @@ package: $(VENV)/.deploy-installed
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 --output-format zip \
 		--bin storefront-api --bin admin-api
 	@for z in target/lambda/*/bootstrap.zip; do printf '%-45s %s bytes\n' "$$z" "$$(stat -c %s $$z)"; done
+
+# Benchmarks are not part of `make test`: they print figures (docs/benchmarks.md).
+bench-flash: venv
+	cargo build --profile local-release -p flashcart-bench
+	infra/local/with-emulator.sh ./target/local-release/bench-flash
 
 clean:
 	cargo clean

@@ -15,6 +15,7 @@ With --port 0 the OS picks a free port; it is printed (and written to
 """
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -28,15 +29,96 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import make_server
 
 
+STATS_PATH = "/_flashcart/stats"
+
+# Single-item reads need no lock: in moto a GetItem is one dict lookup (atomic
+# under the GIL). Real DynamoDB does not queue reads behind unrelated writes
+# either. A read may see an item between two writes of one transaction, which
+# DynamoDB's isolation forbids; nothing in Flashcart reads that way to decide.
+UNLOCKED = {"GetItem", "DescribeTable"}
+
+
+def _patch_transactions():
+    """Make moto's TransactWriteItems cost what it touches, not the table size.
+
+    moto backs up every table a transaction names with copy.deepcopy before
+    applying it, so each transaction costs time proportional to everything
+    stored: with orders and idempotency records accumulating, a flash sale slows
+    down request by request. DynamoDB requests are serialised by our lock, so it
+    is enough to snapshot the items the transaction names and put them back if
+    it is cancelled.
+    """
+    import copy as real_copy
+
+    import moto.dynamodb.models as models
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    class NoTableCopies:
+        copy = staticmethod(real_copy.copy)
+
+        @staticmethod
+        def deepcopy(obj, memo=None):
+            return obj if isinstance(obj, Table) else real_copy.deepcopy(obj, memo)
+
+    original = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self, transact_items):
+        snapshots = []
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName"))
+            source = op.get("Key") or op.get("Item") or {}
+            if table is None or table.hash_key_attr not in source:
+                continue
+            h = DynamoType(source[table.hash_key_attr])
+            r = DynamoType(source[table.range_key_attr]) if table.range_key_attr in source else None
+            snapshots.append((table, h, r, real_copy.deepcopy(table.get_item(h, r))))
+        models.copy = NoTableCopies
+        try:
+            return original(self, transact_items)
+        except Exception:
+            for table, h, r, old in reversed(snapshots):
+                if old is None:
+                    table.delete_item(h, r)
+                elif r is not None:
+                    table.items[h][r] = old
+                else:
+                    table.items[h] = old
+            raise
+        finally:
+            models.copy = real_copy
+
+    DynamoDBBackend.transact_write_items = transact_write_items
+
+
 class SerialisedDynamoDB:
-    """WSGI middleware: one DynamoDB request at a time, everything else in parallel."""
+    """WSGI middleware: one DynamoDB request at a time, everything else in parallel.
+
+    It also counts DynamoDB requests by operation; GET /_flashcart/stats answers
+    the counts as JSON (the flash-sale benchmark reads them to report DynamoDB
+    calls per checkout)."""
 
     def __init__(self, app):
         self.app = app
         self.lock = threading.Lock()
+        self.count_lock = threading.Lock()  # counting never waits behind a DynamoDB request
+        self.counts = {}
 
     def __call__(self, environ, start_response):
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+        if environ.get("PATH_INFO") == STATS_PATH and environ.get("REQUEST_METHOD") == "GET":
+            with self.count_lock:
+                body = json.dumps({"dynamodb": dict(self.counts)}).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if not target.startswith("DynamoDB_"):
+            return self.app(environ, start_response)
+        operation = target.split(".", 1)[-1]
+        with self.count_lock:
+            self.counts[operation] = self.counts.get(operation, 0) + 1
+        if operation in UNLOCKED:
             return self.app(environ, start_response)
         with self.lock:
             # Drain the whole response under the lock: moto may do its work lazily.
@@ -63,6 +145,7 @@ def main():
     parser.add_argument("--port-file")
     args = parser.parse_args()
 
+    _patch_transactions()
     app = SerialisedDynamoDB(DomainDispatcherApplication(create_backend_app))
     server = make_server(args.host, args.port, app, threaded=True, request_handler=QuietHandler)
     port = server.server_port

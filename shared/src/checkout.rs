@@ -1,22 +1,25 @@
 //! The steps both checkouts share, in the order they run:
 //! caller (the authorizer's claims) -> Origin allow-list -> Idempotency-Key ->
-//! body -> throttle per user+SKU -> idempotency claim -> (the function's own
-//! transaction, which completes the claim) -> queue -> 202.
+//! body -> throttle per user+SKU -> (the function's own transaction, which
+//! writes the idempotency record with the order, only if the key is new) ->
+//! queue -> 202. A key used before is looked up after the transaction refused
+//! it: the earlier answer again, or 422 for a different request.
 
 use crate::config::{CheckoutConfig, ConfigError, Source};
 use crate::domain::idempotency;
 use crate::domain::order::Order;
 use crate::error::ApiError;
 use crate::http::{Caller, MAX_JSON_BODY, RequestInfo, check_origin, json_body};
-use crate::memory::Expiring;
+use crate::memory::{Expiring, Recent};
 use crate::queue::OrderQueue;
 use crate::store::StoreError;
 use crate::store::catalog::CatalogStore;
 use crate::store::checkout::CheckoutStore;
 use crate::store::flash_sales::FlashSaleStore;
 use crate::store::orders::OrderStore;
-use crate::store::requests::{Claim, ClaimToken, RequestStore, Throttle};
+use crate::store::requests::{Earlier, RequestStore, Throttle};
 use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use chrono::{DateTime, Utc};
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
@@ -35,6 +38,9 @@ pub struct Checkout {
     /// user+SKU pairs this container saw throttled, until their window ends:
     /// a hammering client is answered from memory.
     throttled: Expiring,
+    /// Answers this container gave lately, by user and key, to replay where
+    /// DynamoDB is not asked at all (sold out).
+    answered: Recent,
 }
 
 /// A request that passed the shared checks.
@@ -43,13 +49,6 @@ pub struct Begun<T> {
     pub key: String,
     pub body: T,
     pub fingerprint: String,
-}
-
-/// What claiming the idempotency key gave.
-pub enum Claimed {
-    Fresh(ClaimToken),
-    /// The first answer to this very request, to send again.
-    Replay(Response<Body>),
 }
 
 impl Checkout {
@@ -64,6 +63,7 @@ impl Checkout {
             store: CheckoutStore::new(dynamo, catalog.clone(), &tables.flash_sales, orders.clone()),
             queue: OrderQueue::new(crate::aws::sqs(sdk), &config.order_queue_url),
             throttled: Expiring::new(100_000),
+            answered: Recent::new(50_000),
             catalog,
             orders,
             config,
@@ -127,74 +127,79 @@ impl Checkout {
         }
     }
 
-    pub async fn claim<T>(
+    /// The idempotency record of `order`'s 202, for the checkout transaction.
+    pub fn record<T>(
         &self,
         begun: &Begun<T>,
+        order: &Order,
         now: DateTime<Utc>,
-    ) -> Result<Claimed, ApiError> {
-        match self
-            .requests
-            .claim(&begun.caller.sub, &begun.key, &begun.fingerprint, now)
-            .await?
-        {
-            Claim::Acquired(token) => Ok(Claimed::Fresh(token)),
-            other => Err(answer_for(other)).or_else(|r| r.map(Claimed::Replay)),
-        }
+    ) -> Result<TransactWriteItem, StoreError> {
+        let body = order.accepted_body().to_string();
+        self.requests.record(
+            &begun.caller.sub,
+            &begun.key,
+            &begun.fingerprint,
+            202,
+            &body,
+            now,
+        )
     }
 
-    /// For answers known without work (sold out): the first answer if this
-    /// exact request already succeeded, so a retry never hides a placed order.
-    pub async fn earlier_answer<T>(
-        &self,
-        begun: &Begun<T>,
-    ) -> Result<Option<Response<Body>>, ApiError> {
+    /// The answer to a request whose key the transaction found used: the
+    /// earlier answer, 422 for a different request, or 409 while a concurrent
+    /// duplicate is still being written.
+    pub async fn earlier<T>(&self, begun: &Begun<T>) -> Result<Response<Body>, ApiError> {
         match self
             .requests
             .lookup(&begun.caller.sub, &begun.key, &begun.fingerprint)
             .await?
         {
-            None => Ok(None),
-            Some(other) => answer_for(other).map(Some),
+            Some(Earlier::Replay { status, body }) => Ok(accepted(status, &body)),
+            Some(Earlier::Reused) => Err(key_reused()),
+            None => Err(in_progress()),
         }
     }
 
-    /// The transaction item that completes the claim with the 202 for `order`.
-    pub fn completion(
-        &self,
-        token: &ClaimToken,
-        order: &Order,
-    ) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, StoreError> {
-        self.requests
-            .complete(token, 202, &order.accepted_body().to_string())
+    /// This container's own earlier answer to the same request, if it gave one.
+    pub fn remembered<T>(&self, begun: &Begun<T>) -> Option<Response<Body>> {
+        self.answered
+            .get(&memory_key(begun), &begun.fingerprint)
+            .map(|body| accepted(202, &body))
     }
 
     /// After the order is written: hand it to finalization and answer 202.
     /// A failed send loses nothing: the order is stored as `pending_payment`,
     /// the sweeper re-drives it, and its reservation expiry bounds it.
-    pub async fn accept(&self, order: &Order) -> Response<Body> {
+    pub async fn accept<T>(&self, begun: &Begun<T>, order: &Order) -> Response<Body> {
         if let Err(e) = self.queue.send(&order.order_id).await {
             tracing::error!(order_id = %order.order_id, error = %e, "order stored but not queued; the sweeper re-drives it");
         }
-        accepted(202, &order.accepted_body().to_string())
+        let body = order.accepted_body().to_string();
+        self.answered
+            .put(&memory_key(begun), &begun.fingerprint, &body);
+        accepted(202, &body)
     }
 }
 
-/// Turns a claim that is not ours into its answer: a replay, 422 or 409.
-fn answer_for(claim: Claim) -> Result<Response<Body>, ApiError> {
-    match claim {
-        Claim::Replay { status, body } => Ok(accepted(status, &body)),
-        Claim::Reused => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "This Idempotency-Key was used for a different request. Use a new key for a new request.",
-        )),
-        Claim::InFlight | Claim::Acquired(_) => Err(ApiError::conflict(
-            "request_in_progress",
-            "The same request is still being processed. Retry after a second to get its answer.",
-        )
-        .with_header(header::RETRY_AFTER, "1")
-        .with_detail("retry_after", 1)),
-    }
+fn memory_key<T>(begun: &Begun<T>) -> String {
+    format!("{}\u{0}{}", begun.caller.sub, begun.key)
+}
+
+fn key_reused() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+        "This Idempotency-Key was used for a different request. Use a new key for a new request.",
+    )
+}
+
+fn in_progress() -> ApiError {
+    ApiError::conflict(
+        "request_in_progress",
+        "The same request is still being processed. Retry after a second to get its answer.",
+    )
+    .with_header(header::RETRY_AFTER, "1")
+    .with_detail("retry_after", 1)
 }
 
 /// A checkout's answer: the stored body, `Location` of the order.
@@ -245,12 +250,8 @@ impl From<crate::store::checkout::PlaceError> for ApiError {
                 "purchase_limit_reached",
                 "You have bought as many as this sale allows per customer.",
             ),
-            Conflict => ApiError::conflict(
-                "request_in_progress",
-                "Many buyers are checking out this product right now. Retry in a second.",
-            )
-            .with_header(header::RETRY_AFTER, "1")
-            .with_detail("retry_after", 1),
+            // both mean "a concurrent write won; ask again in a second"
+            Conflict | Duplicate => in_progress(),
             Store(e) => e.into(),
         }
     }
@@ -272,4 +273,31 @@ pub fn record_metrics(function: &str, outcome: &str, started: Instant) {
             ),
         ],
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::checkout::PlaceError;
+
+    /// On DynamoDB a concurrent duplicate shows as a TransactionConflict on the
+    /// same idempotency record; the emulator serialises, so it is tested here.
+    #[test]
+    fn a_duplicate_still_in_flight_is_409_with_retry_after() {
+        for e in [PlaceError::Conflict, PlaceError::Duplicate] {
+            let r = ApiError::from(e).into_response("r");
+            assert_eq!(r.status(), 409);
+            assert_eq!(r.headers()["retry-after"], "1");
+            let body: serde_json::Value = serde_json::from_slice(r.body().as_ref()).unwrap();
+            assert_eq!(body["error"], "request_in_progress");
+            assert_eq!(body["details"]["retry_after"], 1);
+        }
+    }
+
+    #[test]
+    fn accepted_answers_point_at_the_order() {
+        let r = accepted(202, r#"{"order_id":"ord-1","status":"pending_payment"}"#);
+        assert_eq!(r.status(), 202);
+        assert_eq!(r.headers()["location"], "/orders/ord-1");
+    }
 }

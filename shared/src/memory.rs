@@ -45,9 +45,56 @@ impl Expiring {
     }
 }
 
+/// Recent answers by key, each with the fingerprint of the request it
+/// answered. Bounded like [`Expiring`]: past capacity it starts over.
+#[derive(Debug)]
+pub struct Recent {
+    answers: Mutex<HashMap<String, (String, String)>>,
+    capacity: usize,
+}
+
+impl Recent {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            answers: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    pub fn put(&self, key: &str, fingerprint: &str, answer: &str) {
+        let Ok(mut map) = self.answers.lock() else {
+            return;
+        };
+        if map.len() >= self.capacity {
+            map.clear();
+        }
+        map.insert(key.to_owned(), (fingerprint.to_owned(), answer.to_owned()));
+    }
+
+    /// The answer for `key`, if it answered the same request.
+    pub fn get(&self, key: &str, fingerprint: &str) -> Option<String> {
+        let map = self.answers.lock().ok()?;
+        map.get(key)
+            .filter(|(fp, _)| fp == fingerprint)
+            .map(|(_, a)| a.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_answers_replay_only_the_same_request() {
+        let r = Recent::new(2);
+        r.put("alice|k1", "fp1", "o1");
+        assert_eq!(r.get("alice|k1", "fp1").as_deref(), Some("o1"));
+        assert_eq!(r.get("alice|k1", "other"), None);
+        assert_eq!(r.get("bob|k1", "fp1"), None);
+        r.put("b", "f", "x");
+        r.put("c", "f", "y");
+        assert!(r.answers.lock().unwrap().len() <= 2);
+    }
 
     #[test]
     fn entries_expire_and_the_map_stays_bounded() {

@@ -7,8 +7,22 @@ use std::io::Write;
 
 pub const NAMESPACE: &str = "Flashcart";
 
+/// Whether to write EMF lines: on Lambda always; elsewhere (the local stack,
+/// tests, benchmarks) only with `FLASHCART_EMF=1`, so a test run is not
+/// thousands of metric lines.
+fn enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
+            || std::env::var("FLASHCART_EMF").is_ok_and(|v| v == "1")
+    })
+}
+
 /// Emits `metrics` (name, value, unit) with the `Function` dimension.
 pub fn emit(function: &str, metrics: &[(&str, f64, &str)]) {
+    if !enabled() {
+        return;
+    }
     let line = document(function, metrics, chrono::Utc::now().timestamp_millis());
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");

@@ -1,17 +1,17 @@
 //! checkout: `POST /checkout`. Validates the cart, then one DynamoDB
 //! transaction takes every line's stock (never below 0), writes the order as
-//! `pending_payment` with a reservation expiry, and completes the idempotency
+//! `pending_payment` with a reservation expiry, and writes the idempotency
 //! record; the order id goes to the finalization queue; 202.
 
 use chrono::{DateTime, Utc};
 use lambda_http::{Body, Request, Response};
 use shared::ApiError;
 use shared::aws::SdkConfig;
-use shared::checkout::{Checkout, Claimed, record_metrics};
+use shared::checkout::{Checkout, record_metrics};
 use shared::config::{ConfigError, Source};
 use shared::domain::order::{CartRule, CheckoutRequest, Order, price_cart};
 use shared::http::RequestInfo;
-use shared::store::requests::ClaimToken;
+use shared::store::checkout::PlaceError;
 use std::time::Instant;
 
 pub const FUNCTION: &str = "checkout";
@@ -59,39 +59,35 @@ async fn checkout(
             .map(|line| c.throttle(user, &line.sku, now)),
     )
     .await?;
-    let token = match c.claim(&begun, now).await? {
-        Claimed::Fresh(token) => token,
-        Claimed::Replay(answer) => return Ok(answer),
-    };
-    let result = place(c, &begun.body, user, &token, now).await;
-    if result.is_err() {
-        c.requests.release(&token).await;
-    }
-    result
-}
 
-async fn place(
-    c: &Checkout,
-    cart: &CheckoutRequest,
-    user: &str,
-    token: &ClaimToken,
-    now: DateTime<Utc>,
-) -> Result<Response<Body>, ApiError> {
+    let cart = &begun.body;
     let skus: Vec<&str> = cart.items.iter().map(|l| l.sku.as_str()).collect();
     let products = c.catalog.get_many(&skus).await?;
-    let (lines, total) = price_cart(&cart.items, &products).map_err(|rule| match rule {
-        CartRule::UnknownSku { sku, line } => ApiError::rule_violation("unknown_sku", format!("There is no product '{sku}'. Remove it from the cart."))
-            .with_detail("sku", sku)
-            .with_detail("field", format!("items[{line}].sku")),
+    let (lines, total) = price_cart(&cart.items, &products).map_err(cart_rule)?;
+    let order = Order::new(user, lines, total, cart.payment_token.clone(), None, now);
+    match c
+        .store
+        .place_order(&order, c.record(&begun, &order, now)?)
+        .await
+    {
+        Ok(()) => Ok(c.accept(&begun, &order).await),
+        Err(PlaceError::Duplicate) => c.earlier(&begun).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn cart_rule(rule: CartRule) -> ApiError {
+    match rule {
+        CartRule::UnknownSku { sku, line } => {
+            ApiError::rule_violation("unknown_sku", format!("There is no product '{sku}'. Remove it from the cart."))
+                .with_detail("sku", sku)
+                .with_detail("field", format!("items[{line}].sku"))
+        }
         CartRule::MixedCurrency { sku, currency, cart_currency } => ApiError::rule_violation(
             "single_currency",
             format!("'{sku}' is priced in {currency} but the cart is in {cart_currency}; check out each currency separately."),
         )
         .with_detail("sku", sku),
         CartRule::TotalTooLarge => ApiError::rule_violation("total_too_large", "The order total is too large. Split the order."),
-    })?;
-    let order = Order::new(user, lines, total, cart.payment_token.clone(), None, now);
-    let completion = c.completion(token, &order)?;
-    c.store.place_order(&order, completion).await?;
-    Ok(c.accept(&order).await)
+    }
 }

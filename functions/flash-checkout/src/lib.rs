@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use lambda_http::{Body, Request, Response};
 use shared::ApiError;
 use shared::aws::SdkConfig;
-use shared::checkout::{Checkout, Claimed, record_metrics};
+use shared::checkout::{Checkout, record_metrics};
 use shared::config::{ConfigError, Source};
 use shared::domain::flash_sale::{FlashSale, SaleState, state};
 use shared::domain::money::Money;
@@ -120,19 +120,13 @@ async fn flash_checkout(
         .with_detail("limit", sale.per_user_limit));
     }
     if deps.sold_out.remaining(&sale_id, Instant::now()).is_some() {
-        // One consistent read, no write: a retry of a request that did buy
-        // must get its order back, not "sold out" (ADR 0005).
-        return match c.earlier_answer(&begun).await? {
-            Some(answer) => Ok(answer),
-            None => Err(sold_out()),
-        };
+        // From memory, without DynamoDB: this container's own earlier answer
+        // to the same request, else sold out (ADR 0005 weighs the one case
+        // this cannot see: a retry of a success another container answered).
+        return c.remembered(&begun).ok_or_else(sold_out);
     }
     let user = begun.caller.sub.as_str();
     c.throttle(user, &sale.sku, now).await?;
-    let token = match c.claim(&begun, now).await? {
-        Claimed::Fresh(token) => token,
-        Claimed::Replay(answer) => return Ok(answer),
-    };
     let line = OrderLine {
         sku: sale.sku.clone(),
         quantity,
@@ -150,40 +144,31 @@ async fn flash_checkout(
         Some(sale.sale_id.clone()),
         now,
     );
-    let placed = match c.completion(&token, &order) {
-        Ok(completion) => {
-            let shard_key = |shard: u32| format!("{sale_id}#{shard}");
-            let known_empty = |shard: u32| {
-                deps.empty_shards
-                    .remaining(&shard_key(shard), Instant::now())
-                    .is_some()
-            };
-            let found_empty = |shard: u32| {
-                deps.empty_shards
-                    .set(&shard_key(shard), Instant::now() + SOLD_OUT_MEMORY)
-            };
-            c.store
-                .place_flash_order(
-                    &order,
-                    &sale,
-                    quantity,
-                    completion,
-                    &known_empty,
-                    &found_empty,
-                )
-                .await
+    let shard_key = |shard: u32| format!("{sale_id}#{shard}");
+    let known_empty = |shard: u32| {
+        deps.empty_shards
+            .remaining(&shard_key(shard), Instant::now())
+            .is_some()
+    };
+    let found_empty = |shard: u32| {
+        deps.empty_shards
+            .set(&shard_key(shard), Instant::now() + SOLD_OUT_MEMORY)
+    };
+    let record = c.record(&begun, &order, now)?;
+    match c
+        .store
+        .place_flash_order(&order, &sale, quantity, record, &known_empty, &found_empty)
+        .await
+    {
+        Ok(()) => Ok(c.accept(&begun, &order).await),
+        Err(PlaceError::Duplicate) => c.earlier(&begun).await,
+        Err(PlaceError::SoldOut) => {
+            deps.sold_out
+                .set(&sale_id, Instant::now() + SOLD_OUT_MEMORY);
+            // every shard known empty skips the transaction, and with it the
+            // duplicate check: answer this container's own earlier answer
+            c.remembered(&begun).ok_or_else(sold_out)
         }
         Err(e) => Err(e.into()),
-    };
-    match placed {
-        Ok(()) => Ok(c.accept(&order).await),
-        Err(e) => {
-            if matches!(e, PlaceError::SoldOut) {
-                deps.sold_out
-                    .set(&sale_id, Instant::now() + SOLD_OUT_MEMORY);
-            }
-            c.requests.release(&token).await;
-            Err(e.into())
-        }
     }
 }

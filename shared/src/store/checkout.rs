@@ -1,5 +1,5 @@
 //! The checkout transactions: stock out, order in, idempotency record
-//! completed, all or nothing. Failed conditions become checkout outcomes here.
+//! written, all or nothing. Failed conditions become checkout outcomes here.
 
 use super::{Item, StoreError, n, s};
 use crate::domain::flash_sale::FlashSale;
@@ -24,6 +24,9 @@ pub enum PlaceError {
     LimitReached,
     #[error("another write to the same items was in progress")]
     Conflict,
+    /// The idempotency key already has a record: the caller looks it up.
+    #[error("the idempotency key was used before")]
+    Duplicate,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -88,11 +91,12 @@ impl CheckoutStore {
         }
     }
 
-    /// A normal order: every line's stock decremented if it stays >= 0.
+    /// A normal order: every line's stock decremented if it stays >= 0;
+    /// `record` is the idempotency record, written with the order.
     pub async fn place_order(
         &self,
         order: &Order,
-        complete: TransactWriteItem,
+        record: TransactWriteItem,
     ) -> Result<(), PlaceError> {
         let now = s(ts::format(&order.created_at));
         let mut items = Vec::with_capacity(order.items.len() + 2);
@@ -115,12 +119,15 @@ impl CheckoutStore {
             items.push(TransactWriteItem::builder().update(update).build());
         }
         items.push(self.orders.put_new(order)?);
-        items.push(complete);
+        items.push(record);
         for attempt in 1..=CONFLICT_RETRIES {
             let reasons = match self.transact(items.clone()).await? {
                 Outcome::Done => return Ok(()),
                 Outcome::Cancelled(r) => r,
             };
+            if failed(&reasons, items.len() - 1) {
+                return Err(PlaceError::Duplicate);
+            }
             if let Some(i) = (0..order.items.len()).find(|i| failed(&reasons, *i)) {
                 let sku = order.items[i].sku.clone();
                 let available = reasons[i]
@@ -151,7 +158,7 @@ impl CheckoutStore {
         order: &Order,
         sale: &FlashSale,
         quantity: u32,
-        complete: TransactWriteItem,
+        record: TransactWriteItem,
         known_empty: &(dyn Fn(u32) -> bool + Sync),
         found_empty: &(dyn Fn(u32) + Sync),
     ) -> Result<(), PlaceError> {
@@ -167,13 +174,16 @@ impl CheckoutStore {
                 self.shard_update(sale, shard, quantity)?,
                 buyer.clone(),
                 order_put.clone(),
-                complete.clone(),
+                record.clone(),
             ];
             for attempt in 1..=CONFLICT_RETRIES {
                 let reasons = match self.transact(items.clone()).await? {
                     Outcome::Done => return Ok(()),
                     Outcome::Cancelled(r) => r,
                 };
+                if failed(&reasons, 3) {
+                    return Err(PlaceError::Duplicate);
+                }
                 if failed(&reasons, 1) {
                     return Err(PlaceError::LimitReached);
                 }
