@@ -257,8 +257,24 @@ impl From<crate::store::checkout::PlaceError> for ApiError {
     }
 }
 
+/// The response for a checkout's result, with its metrics recorded.
+pub fn answer(
+    function: &str,
+    info: &RequestInfo,
+    result: Result<Response<Body>, ApiError>,
+    started: Instant,
+) -> Response<Body> {
+    let outcome = match &result {
+        Ok(r) if r.status() == StatusCode::ACCEPTED => "accepted",
+        Ok(_) => "replayed",
+        Err(e) => e.code(),
+    };
+    record_metrics(function, outcome, started);
+    result.unwrap_or_else(|e| e.into_response(&info.request_id))
+}
+
 /// Counters and latency for one checkout answer, as EMF.
-pub fn record_metrics(function: &str, outcome: &str, started: Instant) {
+fn record_metrics(function: &str, outcome: &str, started: Instant) {
     let is = |what: &str| if outcome == what { 1.0 } else { 0.0 };
     crate::metrics::emit(
         function,

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use lambda_http::{Body, Request, Response};
 use shared::ApiError;
 use shared::aws::SdkConfig;
-use shared::checkout::{Checkout, record_metrics};
+use shared::checkout::{Checkout, answer};
 use shared::config::{ConfigError, Source};
 use shared::domain::flash_sale::{FlashSale, SaleState, state};
 use shared::domain::money::Money;
@@ -66,13 +66,7 @@ pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, lambda_
     let started = Instant::now();
     let info = RequestInfo::of(&req);
     let result = flash_checkout(deps, &req, &info, Utc::now()).await;
-    let outcome = match &result {
-        Ok(r) if r.status() == 202 => "accepted",
-        Ok(_) => "replayed",
-        Err(e) => e.code(),
-    };
-    record_metrics(FUNCTION, outcome, started);
-    Ok(result.unwrap_or_else(|e| e.into_response(&info.request_id)))
+    Ok(answer(FUNCTION, &info, result, started))
 }
 
 fn sold_out() -> ApiError {

@@ -190,46 +190,16 @@ impl CatalogStore {
         &self,
         skus: &[&str],
     ) -> Result<std::collections::HashMap<String, Product>, StoreError> {
-        use aws_sdk_dynamodb::types::KeysAndAttributes;
-        let mut found = std::collections::HashMap::new();
-        if skus.is_empty() {
-            return Ok(found);
-        }
         let keys = skus.iter().map(|sku| Self::key(sku)).collect();
-        let mut request = std::collections::HashMap::from([(
-            self.table.clone(),
-            KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .consistent_read(true)
-                .build()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        )]);
-        for attempt in 0..5 {
-            let out = self
-                .client
-                .batch_get_item()
-                .set_request_items(Some(request))
-                .send()
-                .await
-                .map_err(|e| StoreError::dynamo("BatchGetItem", &e))?;
-            for item in out
-                .responses
-                .unwrap_or_default()
-                .remove(&self.table)
-                .unwrap_or_default()
-            {
-                let p: Product = serde_dynamo::from_item(item)?;
-                found.insert(p.sku.clone(), p);
-            }
-            match out.unprocessed_keys.filter(|u| !u.is_empty()) {
-                None => return Ok(found),
-                Some(rest) => request = rest,
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
-        }
-        Err(StoreError::Corrupt(
-            "products still unprocessed after 5 attempts".into(),
-        ))
+        super::batch_get(&self.client, &self.table, keys, true)
+            .await?
+            .into_iter()
+            .map(|item| {
+                serde_dynamo::from_item::<_, Product>(item)
+                    .map(|p| (p.sku.clone(), p))
+                    .map_err(StoreError::from)
+            })
+            .collect()
     }
 
     /// The SDK value of a stored product's stock, for tests and benchmarks.

@@ -9,9 +9,8 @@ use crate::store::catalog::CatalogStore;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
-use std::collections::HashMap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateSaleError {
@@ -217,40 +216,10 @@ impl FlashSaleStore {
         let keys: Vec<Item> = (0..sale.shards)
             .map(|i| Self::key(shard_pk(&sale.sale_id, i), SHARD_SK))
             .collect();
-        let mut request: HashMap<String, KeysAndAttributes> = HashMap::from([(
-            self.table.clone(),
-            KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .projection_expression("remaining")
-                .build()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        )]);
-        let mut total = 0u64;
-        // Unprocessed keys come back under throttling; retry a bounded number of times.
-        for attempt in 0..5 {
-            let out = self
-                .client
-                .batch_get_item()
-                .set_request_items(Some(request))
-                .send()
-                .await
-                .map_err(|e| StoreError::dynamo("BatchGetItem", &e))?;
-            for item in out
-                .responses
-                .unwrap_or_default()
-                .remove(&self.table)
-                .unwrap_or_default()
-            {
-                total += get_n::<u64>(&item, "remaining")?;
-            }
-            match out.unprocessed_keys.filter(|u| !u.is_empty()) {
-                None => return Ok(total),
-                Some(rest) => request = rest,
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
-        }
-        Err(StoreError::Corrupt(
-            "shards still unprocessed after 5 attempts".into(),
-        ))
+        super::batch_get(&self.client, &self.table, keys, false)
+            .await?
+            .iter()
+            .map(|item| get_n::<u64>(item, "remaining"))
+            .sum()
     }
 }

@@ -59,6 +59,67 @@ pub(crate) fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, 
         .ok_or_else(|| StoreError::Corrupt(format!("attribute {name} is missing or not a number")))
 }
 
+/// Every item of `keys` that exists (one BatchGetItem of at most 100 keys),
+/// retrying unprocessed keys a bounded number of times.
+pub(crate) async fn batch_get(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    keys: Vec<Item>,
+    consistent: bool,
+) -> Result<Vec<Item>, StoreError> {
+    use aws_sdk_dynamodb::types::KeysAndAttributes;
+    let mut found = Vec::with_capacity(keys.len());
+    if keys.is_empty() {
+        return Ok(found);
+    }
+    let request = KeysAndAttributes::builder()
+        .set_keys(Some(keys))
+        .consistent_read(consistent)
+        .build()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut request = HashMap::from([(table.to_owned(), request)]);
+    // Unprocessed keys come back under throttling; back off and ask again.
+    for attempt in 0..5 {
+        let out = client
+            .batch_get_item()
+            .set_request_items(Some(request))
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("BatchGetItem", &e))?;
+        found.extend(
+            out.responses
+                .unwrap_or_default()
+                .remove(table)
+                .unwrap_or_default(),
+        );
+        match out.unprocessed_keys.filter(|u| !u.is_empty()) {
+            None => return Ok(found),
+            Some(rest) => request = rest,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+    }
+    Err(StoreError::Corrupt(format!(
+        "{table}: keys still unprocessed after 5 attempts"
+    )))
+}
+
+/// The transaction item that puts `item` only where nothing is yet.
+pub(crate) fn put_new(
+    table: &str,
+    item: Item,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, StoreError> {
+    let put = aws_sdk_dynamodb::types::Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(#pk)")
+        .expression_attribute_names("#pk", crate::keys::PK)
+        .build()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
+        .put(put)
+        .build())
+}
+
 /// Serialises `value` and adds the key attributes to it.
 pub(crate) fn item_with_keys<T: serde::Serialize>(
     value: &T,

@@ -5,7 +5,7 @@ use crate::domain::order::Order;
 use crate::domain::ts;
 use crate::keys::{GSI1PK, GSI1SK, PK, SK, orders::*};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 
 #[derive(Clone, Debug)]
 pub struct OrderStore {
@@ -40,14 +40,7 @@ impl OrderStore {
                 (GSI1SK, ts::format(&order.expires_at)),
             ],
         )?;
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        super::put_new(&self.table, item)
     }
 
     pub async fn get(&self, order_id: &str) -> Result<Option<Order>, StoreError> {

@@ -4,7 +4,7 @@
 use super::{Item, StoreError, n, s};
 use crate::keys::{PK, SK, requests::*};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use chrono::{DateTime, Utc};
 
 /// Records live a day: long enough for any client's retries.
@@ -64,14 +64,7 @@ impl RequestStore {
         item.insert("response_status".into(), n(status));
         item.insert("response_body".into(), s(body));
         item.insert(TTL.into(), n(now.timestamp() + RECORD_TTL_SECS));
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        super::put_new(&self.table, item)
     }
 
     /// What an earlier request with this key left, if anything (one strongly
