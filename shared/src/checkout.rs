@@ -99,31 +99,58 @@ impl Checkout {
         })
     }
 
-    /// One request of `user` on `sku` against the shared per-window budget.
-    pub async fn throttle(
+    /// 429 from memory if this container saw `user` throttled on `sku` in
+    /// the current window: a hammering client costs no DynamoDB call.
+    pub fn throttled_recently(&self, user: &str, sku: &str) -> Result<(), ApiError> {
+        match self
+            .throttled
+            .remaining(&throttle_key(user, sku), Instant::now())
+        {
+            Some(left) => Err(throttled(left.as_secs().max(1))),
+            None => Ok(()),
+        }
+    }
+
+    /// The transaction item that counts this attempt in `user`'s window for `sku`.
+    pub fn throttle_count(
         &self,
         user: &str,
         sku: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
-        let memory_key = format!("{user}\u{0}{sku}");
-        if let Some(left) = self.throttled.remaining(&memory_key, Instant::now()) {
-            return Err(throttled(left.as_secs().max(1)));
-        }
+    ) -> Result<TransactWriteItem, StoreError> {
+        let c = &self.config;
+        self.requests
+            .count_item(user, sku, now, c.throttle_burst, c.throttle_window_secs)
+    }
+
+    /// The transaction refused the attempt on the throttle: remember it until
+    /// the window ends and answer 429.
+    pub fn refuse_throttled(&self, user: &str, sku: &str, now: DateTime<Utc>) -> ApiError {
+        let retry = crate::store::requests::retry_after(now, self.config.throttle_window_secs);
+        self.throttled.set(
+            &throttle_key(user, sku),
+            Instant::now() + Duration::from_secs(retry),
+        );
+        throttled(retry)
+    }
+
+    /// Counts an attempt whose transaction failed for another reason, so
+    /// failing attempts spend the budget too (best effort: a failed count is logged).
+    pub async fn count_failed_attempt(&self, user: &str, sku: &str, now: DateTime<Utc>) {
         let c = &self.config;
         match self
             .requests
             .hit(user, sku, now, c.throttle_burst, c.throttle_window_secs)
-            .await?
+            .await
         {
-            Throttle::Allowed => Ok(()),
-            Throttle::Throttled { retry_after } => {
+            Ok(Throttle::Allowed) => {}
+            Ok(Throttle::Throttled { retry_after }) => {
                 self.throttled.set(
-                    &memory_key,
+                    &throttle_key(user, sku),
                     Instant::now() + Duration::from_secs(retry_after),
                 );
-                Err(throttled(retry_after))
             }
+            Err(e) => tracing::warn!(error = %e, "throttle count of a failed attempt not written"),
         }
     }
 
@@ -179,6 +206,10 @@ impl Checkout {
             .put(&memory_key(begun), &begun.fingerprint, &body);
         accepted(202, &body)
     }
+}
+
+fn throttle_key(user: &str, sku: &str) -> String {
+    format!("{user}\u{0}{sku}")
 }
 
 fn memory_key<T>(begun: &Begun<T>) -> String {
@@ -252,6 +283,8 @@ impl From<crate::store::checkout::PlaceError> for ApiError {
             ),
             // both mean "a concurrent write won; ask again in a second"
             Conflict | Duplicate => in_progress(),
+            // callers answer this with the window's Retry-After; 1 s is the floor
+            Throttled { .. } => throttled(1),
             Store(e) => e.into(),
         }
     }

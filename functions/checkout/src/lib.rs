@@ -45,28 +45,35 @@ async fn checkout(
     let begun = c.begin::<CheckoutRequest>(req, info)?;
     begun.body.validate()?;
     let user = begun.caller.sub.as_str();
-    futures_util::future::try_join_all(
-        begun
-            .body
-            .items
-            .iter()
-            .map(|line| c.throttle(user, &line.sku, now)),
-    )
-    .await?;
+    for line in &begun.body.items {
+        c.throttled_recently(user, &line.sku)?;
+    }
 
     let cart = &begun.body;
     let skus: Vec<&str> = cart.items.iter().map(|l| l.sku.as_str()).collect();
     let products = c.catalog.get_many(&skus).await?;
     let (lines, total) = price_cart(&cart.items, &products).map_err(cart_rule)?;
     let order = Order::new(user, lines, total, cart.payment_token.clone(), None, now);
+    let throttles = skus
+        .iter()
+        .map(|sku| c.throttle_count(user, sku, now))
+        .collect::<Result<Vec<_>, _>>()?;
     match c
         .store
-        .place_order(&order, c.record(&begun, &order, now)?)
+        .place_order(&order, c.record(&begun, &order, now)?, throttles)
         .await
     {
         Ok(()) => Ok(c.accept(&begun, &order).await),
         Err(PlaceError::Duplicate) => c.earlier(&begun).await,
-        Err(e) => Err(e.into()),
+        Err(PlaceError::Throttled { sku }) => Err(c.refuse_throttled(user, &sku, now)),
+        Err(e) => {
+            futures_util::future::join_all(
+                skus.iter()
+                    .map(|sku| c.count_failed_attempt(user, sku, now)),
+            )
+            .await;
+            Err(e.into())
+        }
     }
 }
 

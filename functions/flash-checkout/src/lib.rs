@@ -15,7 +15,7 @@ use shared::domain::order::{FlashCheckoutRequest, Order, OrderLine};
 use shared::domain::ts;
 use shared::http::{RequestInfo, path_param};
 use shared::memory::Expiring;
-use shared::store::checkout::PlaceError;
+use shared::store::checkout::{EmptyShards, PlaceError};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -69,6 +69,27 @@ pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, lambda_
     Ok(answer(FUNCTION, &info, result, started))
 }
 
+/// This container's memory of a sale's empty shards.
+struct SaleShards<'a> {
+    memory: &'a Expiring,
+    sale_id: &'a str,
+}
+
+impl EmptyShards for SaleShards<'_> {
+    fn known_empty(&self, shard: u32) -> bool {
+        self.memory
+            .remaining(&format!("{}#{shard}", self.sale_id), Instant::now())
+            .is_some()
+    }
+
+    fn found_empty(&self, shard: u32) {
+        self.memory.set(
+            &format!("{}#{shard}", self.sale_id),
+            Instant::now() + SOLD_OUT_MEMORY,
+        );
+    }
+}
+
 fn sold_out() -> ApiError {
     PlaceError::SoldOut.into()
 }
@@ -120,7 +141,7 @@ async fn flash_checkout(
         return c.remembered(&begun).ok_or_else(sold_out);
     }
     let user = begun.caller.sub.as_str();
-    c.throttle(user, &sale.sku, now).await?;
+    c.throttled_recently(user, &sale.sku)?;
     let line = OrderLine {
         sku: sale.sku.clone(),
         quantity,
@@ -138,24 +159,24 @@ async fn flash_checkout(
         Some(sale.sale_id.clone()),
         now,
     );
-    let shard_key = |shard: u32| format!("{sale_id}#{shard}");
-    let known_empty = |shard: u32| {
-        deps.empty_shards
-            .remaining(&shard_key(shard), Instant::now())
-            .is_some()
-    };
-    let found_empty = |shard: u32| {
-        deps.empty_shards
-            .set(&shard_key(shard), Instant::now() + SOLD_OUT_MEMORY)
+    let shards = SaleShards {
+        memory: &deps.empty_shards,
+        sale_id: &sale_id,
     };
     let record = c.record(&begun, &order, now)?;
+    let throttle = c.throttle_count(user, &sale.sku, now)?;
     match c
         .store
-        .place_flash_order(&order, &sale, quantity, record, &known_empty, &found_empty)
+        .place_flash_order(&order, &sale, quantity, record, throttle, &shards)
         .await
     {
         Ok(()) => Ok(c.accept(&begun, &order).await),
         Err(PlaceError::Duplicate) => c.earlier(&begun).await,
+        Err(PlaceError::Throttled { sku }) => Err(c.refuse_throttled(user, &sku, now)),
+        Err(PlaceError::LimitReached) => {
+            c.count_failed_attempt(user, &sale.sku, now).await;
+            Err(PlaceError::LimitReached.into())
+        }
         Err(PlaceError::SoldOut) => {
             deps.sold_out
                 .set(&sale_id, Instant::now() + SOLD_OUT_MEMORY);

@@ -24,11 +24,21 @@ pub enum PlaceError {
     LimitReached,
     #[error("another write to the same items was in progress")]
     Conflict,
+    /// The buyer's throttle window for this SKU is full.
+    #[error("throttled on {sku}")]
+    Throttled { sku: String },
     /// The idempotency key already has a record: the caller looks it up.
     #[error("the idempotency key was used before")]
     Duplicate,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What the caller knows about a sale's empty shards: it skips them, and is
+/// told each one found empty, to skip next time.
+pub trait EmptyShards: Sync {
+    fn known_empty(&self, shard: u32) -> bool;
+    fn found_empty(&self, shard: u32);
 }
 
 /// How often a transaction cancelled by `TransactionConflict` is tried again
@@ -93,10 +103,12 @@ impl CheckoutStore {
 
     /// A normal order: every line's stock decremented if it stays >= 0;
     /// `record` is the idempotency record, written with the order.
+    /// `throttles` count the attempt against each line's throttle window.
     pub async fn place_order(
         &self,
         order: &Order,
         record: TransactWriteItem,
+        throttles: Vec<TransactWriteItem>,
     ) -> Result<(), PlaceError> {
         let now = s(ts::format(&order.created_at));
         let mut items = Vec::with_capacity(order.items.len() + 2);
@@ -118,6 +130,8 @@ impl CheckoutStore {
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             items.push(TransactWriteItem::builder().update(update).build());
         }
+        let lines = order.items.len();
+        items.extend(throttles);
         items.push(self.orders.put_new(order)?);
         items.push(record);
         for attempt in 1..=CONFLICT_RETRIES {
@@ -127,6 +141,11 @@ impl CheckoutStore {
             };
             if failed(&reasons, items.len() - 1) {
                 return Err(PlaceError::Duplicate);
+            }
+            if let Some(i) = (lines..items.len() - 2).find(|i| failed(&reasons, *i)) {
+                return Err(PlaceError::Throttled {
+                    sku: order.items[i - lines].sku.clone(),
+                });
             }
             if let Some(i) = (0..order.items.len()).find(|i| failed(&reasons, *i)) {
                 let sku = order.items[i].sku.clone();
@@ -149,30 +168,29 @@ impl CheckoutStore {
     /// the others), and the buyer's counter kept within the sale's limit, in
     /// the same transaction.
     ///
-    /// `known_empty` says which shards the caller already saw empty (they are
-    /// skipped); `found_empty` is told each shard found empty here, so the
-    /// caller can skip it next time. A sale whose shards are all known empty
-    /// is sold out without a DynamoDB call.
+    /// Shards `shards` knows empty are skipped: a sale whose shards are all
+    /// known empty is sold out without a DynamoDB call.
     pub async fn place_flash_order(
         &self,
         order: &Order,
         sale: &FlashSale,
         quantity: u32,
         record: TransactWriteItem,
-        known_empty: &(dyn Fn(u32) -> bool + Sync),
-        found_empty: &(dyn Fn(u32) + Sync),
+        throttle: TransactWriteItem,
+        shards: &dyn EmptyShards,
     ) -> Result<(), PlaceError> {
         let buyer = self.buyer_update(sale, &order.user, quantity)?;
         let order_put = self.orders.put_new(order)?;
         let start = fastrand::u32(0..sale.shards.max(1));
         for i in 0..sale.shards {
             let shard = (start + i) % sale.shards;
-            if known_empty(shard) {
+            if shards.known_empty(shard) {
                 continue;
             }
             let items = vec![
                 self.shard_update(sale, shard, quantity)?,
                 buyer.clone(),
+                throttle.clone(),
                 order_put.clone(),
                 record.clone(),
             ];
@@ -181,8 +199,13 @@ impl CheckoutStore {
                     Outcome::Done => return Ok(()),
                     Outcome::Cancelled(r) => r,
                 };
-                if failed(&reasons, 3) {
+                if failed(&reasons, 4) {
                     return Err(PlaceError::Duplicate);
+                }
+                if failed(&reasons, 2) {
+                    return Err(PlaceError::Throttled {
+                        sku: sale.sku.clone(),
+                    });
                 }
                 if failed(&reasons, 1) {
                     return Err(PlaceError::LimitReached);
@@ -195,7 +218,7 @@ impl CheckoutStore {
                         .and_then(|v| v.as_n().ok());
                     // (without the old item, a shard that could not give one unit holds none)
                     if left.map_or(quantity == 1, |l| l == "0") {
-                        found_empty(shard);
+                        shards.found_empty(shard);
                     }
                     break;
                 }

@@ -4,7 +4,7 @@
 use super::{Item, StoreError, n, s};
 use crate::keys::{PK, SK, requests::*};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
 /// Records live a day: long enough for any client's retries.
@@ -33,6 +33,12 @@ pub enum Throttle {
 pub struct RequestStore {
     client: Client,
     table: String,
+}
+
+/// Seconds until the current fixed window of `window_secs` ends (at least 1).
+pub fn retry_after(now: DateTime<Utc>, window_secs: i64) -> u64 {
+    let epoch = now.timestamp();
+    (window_secs - epoch.rem_euclid(window_secs)).max(1) as u64
 }
 
 fn key(pk: String, sk: &str) -> Item {
@@ -105,21 +111,19 @@ impl RequestStore {
         }))
     }
 
-    /// Counts one request of `user` on `sku` in the current fixed window of
-    /// `window_secs`; refuses once `burst` have been counted.
-    pub async fn hit(
+    /// The update that counts one request of `user` on `sku` in the current
+    /// fixed window of `window_secs`, refused once `burst` have been counted.
+    fn count(
         &self,
         user: &str,
         sku: &str,
         now: DateTime<Utc>,
         burst: u32,
         window_secs: i64,
-    ) -> Result<Throttle, StoreError> {
+    ) -> Result<Update, StoreError> {
         let epoch = now.timestamp();
         let window_start = epoch - epoch.rem_euclid(window_secs);
-        let result = self
-            .client
-            .update_item()
+        Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(throttle_pk(user, sku, window_start), THROTTLE_SK)))
             .update_expression("ADD #count :one SET #ttl = :ttl")
@@ -129,6 +133,43 @@ impl RequestStore {
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":burst", n(burst))
             .expression_attribute_values(":ttl", n(window_start + window_secs + 60))
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// The throttle count as a transaction item, so a checkout's own transaction
+    /// counts it: an accepted checkout is one DynamoDB round trip.
+    pub fn count_item(
+        &self,
+        user: &str,
+        sku: &str,
+        now: DateTime<Utc>,
+        burst: u32,
+        window_secs: i64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let update = self.count(user, sku, now, burst, window_secs)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Counts one request on its own (an attempt whose transaction failed).
+    pub async fn hit(
+        &self,
+        user: &str,
+        sku: &str,
+        now: DateTime<Utc>,
+        burst: u32,
+        window_secs: i64,
+    ) -> Result<Throttle, StoreError> {
+        let u = self.count(user, sku, now, burst, window_secs)?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(u.key().clone()))
+            .update_expression(u.update_expression())
+            .set_condition_expression(u.condition_expression().map(str::to_owned))
+            .set_expression_attribute_names(u.expression_attribute_names().cloned())
+            .set_expression_attribute_values(u.expression_attribute_values().cloned())
             .send()
             .await;
         match result {
@@ -138,7 +179,7 @@ impl RequestStore {
                     .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
             {
                 Ok(Throttle::Throttled {
-                    retry_after: (window_start + window_secs - epoch).max(1) as u64,
+                    retry_after: retry_after(now, window_secs),
                 })
             }
             Err(e) => Err(StoreError::dynamo("UpdateItem", &e)),
