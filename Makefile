@@ -59,10 +59,13 @@ lint: venv
 token:
 	@cargo run -q -p flashcart-local -- token --user "$(USER)" --groups "$(GROUPS)"
 
+# Every function the template declares (its BuildProperties.Binary), nothing else.
+FUNCTIONS := $(shell sed -n 's/^ *Binary: *//p' template.yaml)
+
 # cargo-lambda finds zig through `python3 -m ziglang`, so the venv comes first on PATH.
 package: $(VENV)/.deploy-installed
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 --output-format zip \
-		--bin storefront-api --bin admin-api
+		$(addprefix --bin ,$(FUNCTIONS))
 	@for z in target/lambda/*/bootstrap.zip; do printf '%-45s %s bytes\n' "$$z" "$$(stat -c %s $$z)"; done
 
 # Benchmarks are not part of `make test`: they print figures (docs/benchmarks.md).

@@ -93,6 +93,42 @@ def _patch_transactions():
     DynamoDBBackend.transact_write_items = transact_write_items
 
 
+def _patch_send_message():
+    """Make moto's SendMessage cost the same however full the queue is.
+
+    moto's send_message reads one queue attribute (ContentBasedDeduplication)
+    through `queue.attributes`, which builds every attribute, and counting the
+    approximate number of messages scans every message in the queue. During a
+    flash sale the order queue fills, so each send got slower than the last.
+    While a send runs (flagged per thread: SQS requests run in parallel), the
+    attributes are only the one it reads; GetQueueAttributes is untouched.
+    """
+    from moto.sqs.models import Queue, SQSBackend
+
+    sending = threading.local()
+    full = Queue.attributes
+
+    def attributes(self):
+        if not getattr(sending, "active", False):
+            return full.fget(self)
+        if not self.fifo_queue:
+            return {}
+        value = getattr(self, "content_based_deduplication", False)
+        return {"ContentBasedDeduplication": str(value).lower() if isinstance(value, bool) else value}
+
+    Queue.attributes = property(attributes)
+    original = SQSBackend.send_message
+
+    def send_message(self, *args, **kwargs):
+        sending.active = True
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            sending.active = False
+
+    SQSBackend.send_message = send_message
+
+
 class SerialisedDynamoDB:
     """WSGI middleware: one DynamoDB request at a time, everything else in parallel.
 
@@ -146,6 +182,7 @@ def main():
     args = parser.parse_args()
 
     _patch_transactions()
+    _patch_send_message()
     app = SerialisedDynamoDB(DomainDispatcherApplication(create_backend_app))
     server = make_server(args.host, args.port, app, threaded=True, request_handler=QuietHandler)
     port = server.server_port
