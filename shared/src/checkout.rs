@@ -9,7 +9,7 @@ use crate::config::{CheckoutConfig, ConfigError, Source};
 use crate::domain::idempotency;
 use crate::domain::order::Order;
 use crate::error::ApiError;
-use crate::http::{Caller, MAX_JSON_BODY, RequestInfo, check_origin, json_body};
+use crate::http::{Caller, MAX_JSON_BODY, RequestInfo, check_origin, json_value, typed};
 use crate::memory::{Expiring, Recent};
 use crate::queue::OrderQueue;
 use crate::store::StoreError;
@@ -87,9 +87,9 @@ impl Checkout {
             .get("idempotency-key")
             .map(|v| v.to_str().unwrap_or("\u{0}"));
         let key = idempotency::check_key(key)?.to_owned();
-        let body: T = json_body(req, MAX_JSON_BODY)?;
-        let value: serde_json::Value =
-            serde_json::from_slice(req.body().as_ref()).unwrap_or_default();
+        // one parse: the typed body and the fingerprint come from the same value
+        let value = json_value(req, MAX_JSON_BODY)?;
+        let body: T = typed(&value)?;
         let fingerprint = idempotency::fingerprint(&info.route_key, &info.path, &value);
         Ok(Begun {
             caller,
@@ -184,6 +184,31 @@ impl Checkout {
             Some(Earlier::Replay { status, body }) => Ok(accepted(status, &body)),
             Some(Earlier::Reused) => Err(key_reused()),
             None => Err(in_progress()),
+        }
+    }
+
+    /// A refusal decided by the rules before any write (sale window, cart
+    /// rules): unless this very request already succeeded, in which case its
+    /// answer again. A retry of an order placed just before a sale closed, or
+    /// before a product was withdrawn, must get its order, not a refusal.
+    /// Costs one read, on refusal paths only.
+    pub async fn refuse<T>(
+        &self,
+        begun: &Begun<T>,
+        refusal: ApiError,
+    ) -> Result<Response<Body>, ApiError> {
+        match self
+            .requests
+            .lookup(&begun.caller.sub, &begun.key, &begun.fingerprint)
+            .await
+        {
+            Ok(Some(Earlier::Replay { status, body })) => Ok(accepted(status, &body)),
+            Ok(Some(Earlier::Reused)) => Err(key_reused()),
+            Ok(None) => Err(refusal),
+            Err(e) => {
+                tracing::warn!(error = %e, "idempotency lookup failed on a refusal path");
+                Err(refusal)
+            }
         }
     }
 

@@ -144,9 +144,9 @@ pub fn limit_param(req: &Request, default: usize, max: usize) -> Result<usize, A
     }
 }
 
-/// Parses a JSON body into `T`: 413 above `limit`, 400 naming the field for
-/// malformed JSON or wrong types. Never panics, whatever the bytes.
-pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, ApiError> {
+/// The body as one JSON document: 413 above `limit`; 400 for empty bodies,
+/// malformed JSON, or anything after the document.
+pub fn json_value(req: &Request, limit: usize) -> Result<serde_json::Value, ApiError> {
     let bytes: &[u8] = req.body().as_ref();
     if bytes.len() > limit {
         return Err(ApiError::payload_too_large(limit));
@@ -157,15 +157,25 @@ pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, 
             "a JSON object is required",
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    // from_slice insists the document is all there is (trailing bytes are an error)
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::invalid_request(
+            "body",
+            format!("malformed JSON at line {} column {}", e.line(), e.column()),
+        )
+    })
+}
+
+/// A parsed body as `T`: 400 naming the field that is missing or of the wrong
+/// type. Never panics, whatever the value.
+pub fn typed<T: DeserializeOwned>(value: &serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let field = match e.path().to_string() {
             p if p == "." || p.is_empty() => "body".to_owned(),
             p => p,
         };
-        let inner = e.into_inner();
+        let message = e.into_inner().to_string();
         // serde reports a missing field at its parent: name the field itself
-        let message = inner.to_string();
         if let Some(name) = message
             .strip_prefix("missing field `")
             .and_then(|m| m.split('`').next())
@@ -177,24 +187,14 @@ pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, 
             };
             return ApiError::invalid_request(&field, "is required");
         }
-        let reason = if inner.is_syntax() || inner.is_eof() {
-            format!(
-                "malformed JSON at line {} column {}",
-                inner.line(),
-                inner.column()
-            )
-        } else {
-            // serde's message names the expected type or the missing field,
-            // never anything internal.
-            inner
-                .to_string()
-                .split(" at line ")
-                .next()
-                .unwrap_or("invalid")
-                .to_owned()
-        };
-        ApiError::invalid_request(&field, reason)
+        // serde's message names the expected type, never anything internal
+        ApiError::invalid_request(&field, message)
     })
+}
+
+/// Parses a JSON body into `T` ([`json_value`], then [`typed`]).
+pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, ApiError> {
+    typed(&json_value(req, limit)?)
 }
 
 /// A JSON response with the given status.
@@ -227,6 +227,59 @@ pub fn check_origin(req: &Request, allowed: &[String]) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request_with(body: &str) -> Request {
+        let mut r = Request::new(lambda_http::Body::from(body));
+        *r.method_mut() = http::Method::POST;
+        r
+    }
+
+    #[test]
+    fn a_body_is_one_json_document_and_nothing_after_it() {
+        assert!(json_value(&request_with(r#"{"a":1}"#), 100).is_ok());
+        assert!(json_value(&request_with("{\"a\":1}\n  "), 100).is_ok());
+        for bad in [r#"{"a":1}x"#, r#"{"a":1}{"a":2}"#, "{", "", "  "] {
+            let e = json_value(&request_with(bad), 100).unwrap_err();
+            assert_eq!(e.status(), 400, "{bad}");
+        }
+        assert_eq!(
+            json_value(&request_with(&"1".repeat(101)), 100)
+                .unwrap_err()
+                .status(),
+            413
+        );
+    }
+
+    #[test]
+    fn typed_errors_name_the_field() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Line {
+            sku: String,
+            quantity: u32,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Cart {
+            items: Vec<Line>,
+        }
+        let field = |v: serde_json::Value| {
+            typed::<Cart>(&v).unwrap_err().body("r")["details"]["field"].clone()
+        };
+        assert_eq!(field(serde_json::json!({})), "items");
+        assert_eq!(
+            field(serde_json::json!({"items": [{"sku": "A"}]})),
+            "items[0].quantity"
+        );
+        assert_eq!(
+            field(serde_json::json!({"items": [{"sku": "A", "quantity": -1}]})),
+            "items[0].quantity"
+        );
+        assert_eq!(
+            field(serde_json::json!({"items": [{"sku": "A", "quantity": 1.5}]})),
+            "items[0].quantity"
+        );
+    }
 
     #[test]
     fn groups_read_the_same_in_every_encoding() {

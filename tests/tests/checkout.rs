@@ -253,6 +253,35 @@ async fn idempotency_replays_and_refuses_reuse() {
 }
 
 #[tokio::test]
+async fn a_body_with_anything_after_the_json_is_refused_not_replayed() {
+    let h = Harness::new().await;
+    h.product("MUG-1", "kitchen", 1299, 10).await;
+    h.product("PAN-1", "kitchen", 5400, 10).await;
+    let token = h.shopper("alice");
+    let send = |body: String| {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/checkout")
+            .header("authorization", format!("Bearer {token}"))
+            .header("idempotency-key", "trailing")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        common::send(h.router.clone(), req)
+    };
+    let first = send(format!("{}x", cart(&[("MUG-1", 1)]))).await;
+    assert_eq!(first.status, 400);
+    assert_eq!(first.body["details"]["field"], "body");
+    let ok = send(cart(&[("MUG-1", 1)]).to_string()).await;
+    assert_eq!(ok.status, 202);
+    // a different cart with the same key and trailing bytes: refused, never the first answer
+    let other = send(format!("{}x", cart(&[("PAN-1", 9)]))).await;
+    assert_eq!(other.status, 400);
+    assert_eq!(h.stock("PAN-1").await, 10);
+    h.done().await;
+}
+
+#[tokio::test]
 async fn concurrent_duplicates_of_one_request_create_one_order() {
     let h = Harness::new().await;
     h.product("MUG-1", "kitchen", 1299, 100).await;

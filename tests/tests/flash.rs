@@ -224,3 +224,88 @@ async fn sales_that_are_not_running_or_do_not_exist_are_refused() {
     assert_eq!(h.get("/flash-sales/later").await.body["remaining"], 10);
     h.done().await;
 }
+
+#[tokio::test]
+async fn units_left_in_smaller_pieces_are_not_sold_out() {
+    let h = Harness::new().await;
+    h.product("TV-1", "tv", 50000, 100).await;
+    // 8 units as 4 shards of 2: three at once cannot come from one shard
+    h.flash_sale("pieces", "TV-1", 8, 4, 5).await;
+    let a = post_checkout(
+        h.router.clone(),
+        "/flash-sales/pieces/checkout",
+        &h.shopper("alice"),
+        "p-1",
+        &buy(3),
+    )
+    .await;
+    assert_eq!(a.status, 409);
+    assert_eq!(error_code(&a), "insufficient_stock", "{}", a.body);
+    // and the container did not decide the sale is sold out
+    let b = post_checkout(
+        h.router.clone(),
+        "/flash-sales/pieces/checkout",
+        &h.shopper("bob"),
+        "p-2",
+        &buy(2),
+    )
+    .await;
+    assert_eq!(b.status, 202, "{}", b.body);
+    assert_eq!(h.get("/flash-sales/pieces").await.body["remaining"], 6);
+    h.done().await;
+}
+
+#[tokio::test]
+async fn a_retry_after_the_sale_closed_still_gets_its_order() {
+    let h = Harness::new().await;
+    h.product("TV-1", "tv", 50000, 100).await;
+    let now = Utc::now();
+    let ends = now + Duration::seconds(2);
+    let created = h
+        .call(
+            Method::POST,
+            "/admin/flash-sales",
+            Some(&h.admin()),
+            Some(json!({
+                "sale_id": "brief", "sku": "TV-1", "price": {"amount": 500, "currency": "EUR"}, "quantity": 5,
+                "starts_at": (now - Duration::minutes(1)).to_rfc3339(), "ends_at": ends.to_rfc3339(),
+                "per_user_limit": 1, "shards": 1
+            })),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    let alice = h.shopper("alice");
+    let first = post_checkout(
+        h.router.clone(),
+        "/flash-sales/brief/checkout",
+        &alice,
+        "late-1",
+        &buy(1),
+    )
+    .await;
+    assert_eq!(first.status, 202);
+    // the clock passes the end of the sale (time, not background work, is awaited)
+    let wait =
+        (ends - Utc::now()).to_std().unwrap_or_default() + std::time::Duration::from_millis(200);
+    tokio::time::sleep(wait).await;
+    let retry = post_checkout(
+        h.router.clone(),
+        "/flash-sales/brief/checkout",
+        &alice,
+        "late-1",
+        &buy(1),
+    )
+    .await;
+    assert_eq!(retry.status, 202, "{}", retry.body);
+    assert_eq!(retry.body, first.body);
+    let fresh = post_checkout(
+        h.router.clone(),
+        "/flash-sales/brief/checkout",
+        &alice,
+        "late-2",
+        &buy(1),
+    )
+    .await;
+    assert_eq!(error_code(&fresh), "sale_not_active");
+    h.done().await;
+}

@@ -52,7 +52,10 @@ async fn checkout(
     let cart = &begun.body;
     let skus: Vec<&str> = cart.items.iter().map(|l| l.sku.as_str()).collect();
     let products = c.catalog.get_many(&skus).await?;
-    let (lines, total) = price_cart(&cart.items, &products).map_err(cart_rule)?;
+    let (lines, total) = match price_cart(&cart.items, &products) {
+        Ok(priced) => priced,
+        Err(rule) => return c.refuse(&begun, cart_rule(rule)).await,
+    };
     let order = Order::new(user, lines, total, cart.payment_token.clone(), None, now);
     let throttles = skus
         .iter()

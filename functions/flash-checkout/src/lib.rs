@@ -114,12 +114,13 @@ async fn flash_checkout(
     let sale = deps.sale(&sale_id).await?.ok_or_else(not_found)?;
     match state(sale.starts_at, sale.ends_at, 1, now) {
         SaleState::Upcoming | SaleState::Ended => {
-            return Err(ApiError::conflict(
+            let refusal = ApiError::conflict(
                 "sale_not_active",
                 "This flash sale is not running now. See starts_at and ends_at.",
             )
             .with_detail("starts_at", ts::format(&sale.starts_at))
-            .with_detail("ends_at", ts::format(&sale.ends_at)));
+            .with_detail("ends_at", ts::format(&sale.ends_at));
+            return c.refuse(&begun, refusal).await;
         }
         SaleState::Active | SaleState::SoldOut => {}
     }

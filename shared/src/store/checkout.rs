@@ -182,6 +182,9 @@ impl CheckoutStore {
         let buyer = self.buyer_update(sale, &order.user, quantity)?;
         let order_put = self.orders.put_new(order)?;
         let start = fastrand::u32(0..sale.shards.max(1));
+        // Sold out only when every shard is known or found empty; shards that
+        // hold some units, but fewer than asked, make it "not that many".
+        let mut some_left = false;
         for i in 0..sale.shards {
             let shard = (start + i) % sale.shards;
             if shards.known_empty(shard) {
@@ -194,7 +197,9 @@ impl CheckoutStore {
                 order_put.clone(),
                 record.clone(),
             ];
-            for attempt in 1..=CONFLICT_RETRIES {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
                 let reasons = match self.transact(items.clone()).await? {
                     Outcome::Done => return Ok(()),
                     Outcome::Cancelled(r) => r,
@@ -211,26 +216,35 @@ impl CheckoutStore {
                     return Err(PlaceError::LimitReached);
                 }
                 if failed(&reasons, 0) {
-                    // short for this quantity; remembered as empty only when it holds nothing
                     let left = reasons[0]
                         .item()
                         .and_then(|i| i.get("remaining"))
                         .and_then(|v| v.as_n().ok());
-                    // (without the old item, a shard that could not give one unit holds none)
+                    // Without the old item (emulators), a shard that could not
+                    // give one unit holds none; for more, we cannot tell.
                     if left.map_or(quantity == 1, |l| l == "0") {
                         shards.found_empty(shard);
+                    } else {
+                        some_left = true;
                     }
-                    break;
+                    break; // try the next shard
                 }
-                if !conflicted(&reasons) {
+                // Anything else is contention on these items: retry a few
+                // times, then tell the buyer to retry (never "sold out").
+                if !conflicted(&reasons) || attempt == CONFLICT_RETRIES {
                     return Err(PlaceError::Conflict);
                 }
-                if attempt < CONFLICT_RETRIES {
-                    backoff(attempt).await;
-                }
+                backoff(attempt).await;
             }
         }
-        Err(PlaceError::SoldOut)
+        if some_left {
+            Err(PlaceError::InsufficientStock {
+                sku: sale.sku.clone(),
+                available: None,
+            })
+        } else {
+            Err(PlaceError::SoldOut)
+        }
     }
 
     fn shard_update(
