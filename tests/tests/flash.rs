@@ -104,14 +104,7 @@ async fn the_per_user_limit_holds_under_concurrent_duplicates() {
     }
     assert_eq!(h.get("/flash-sales/limit").await.body["remaining"], 48);
     // more than the limit in one request is refused before any write
-    let over = post_checkout(
-        h.router.clone(),
-        "/flash-sales/limit/checkout",
-        &h.shopper("newcomer"),
-        "o-1",
-        &buy(3),
-    )
-    .await;
+    let over = h.flash_buy("limit", "newcomer", "o-1", 3).await;
     assert_eq!(over.status, 409);
     assert_eq!(error_code(&over), "purchase_limit_reached");
     assert_eq!(over.body["details"]["limit"], 2);
@@ -123,45 +116,16 @@ async fn replays_get_their_order_even_after_the_sale_sold_out() {
     let h = Harness::new().await;
     h.product("TV-1", "tv", 50000, 100).await;
     h.flash_sale("tiny", "TV-1", 1, 1, 1).await;
-    let alice = h.shopper("alice");
-    let won = post_checkout(
-        h.router.clone(),
-        "/flash-sales/tiny/checkout",
-        &alice,
-        "a-1",
-        &buy(1),
-    )
-    .await;
+    let won = h.flash_buy("tiny", "alice", "a-1", 1).await;
     assert_eq!(won.status, 202);
-    let lost = post_checkout(
-        h.router.clone(),
-        "/flash-sales/tiny/checkout",
-        &h.shopper("bob"),
-        "b-1",
-        &buy(1),
-    )
-    .await;
+    let lost = h.flash_buy("tiny", "bob", "b-1", 1).await;
     assert_eq!(lost.status, 409);
     assert_eq!(error_code(&lost), "sold_out");
     // the container now remembers "sold out"; alice's retry still gets her order
-    let retry = post_checkout(
-        h.router.clone(),
-        "/flash-sales/tiny/checkout",
-        &alice,
-        "a-1",
-        &buy(1),
-    )
-    .await;
+    let retry = h.flash_buy("tiny", "alice", "a-1", 1).await;
     assert_eq!(retry.status, 202);
     assert_eq!(retry.body, won.body);
-    let again = post_checkout(
-        h.router.clone(),
-        "/flash-sales/tiny/checkout",
-        &h.shopper("carol"),
-        "c-1",
-        &buy(1),
-    )
-    .await;
+    let again = h.flash_buy("tiny", "carol", "c-1", 1).await;
     assert_eq!(error_code(&again), "sold_out");
     h.done().await;
 }
@@ -184,25 +148,11 @@ async fn sales_that_are_not_running_or_do_not_exist_are_refused() {
         )
         .await;
     assert_eq!(later.status, 201);
-    let a = post_checkout(
-        h.router.clone(),
-        "/flash-sales/later/checkout",
-        &h.shopper("alice"),
-        "l-1",
-        &buy(1),
-    )
-    .await;
+    let a = h.flash_buy("later", "alice", "l-1", 1).await;
     assert_eq!(a.status, 409);
     assert_eq!(error_code(&a), "sale_not_active");
     assert!(a.body["details"]["starts_at"].is_string());
-    let b = post_checkout(
-        h.router.clone(),
-        "/flash-sales/nope/checkout",
-        &h.shopper("alice"),
-        "n-1",
-        &buy(1),
-    )
-    .await;
+    let b = h.flash_buy("nope", "alice", "n-1", 1).await;
     assert_eq!(b.status, 404);
     assert_eq!(b.body["details"]["sale_id"], "nope");
     for (body, field) in [
@@ -231,25 +181,11 @@ async fn units_left_in_smaller_pieces_are_not_sold_out() {
     h.product("TV-1", "tv", 50000, 100).await;
     // 8 units as 4 shards of 2: three at once cannot come from one shard
     h.flash_sale("pieces", "TV-1", 8, 4, 5).await;
-    let a = post_checkout(
-        h.router.clone(),
-        "/flash-sales/pieces/checkout",
-        &h.shopper("alice"),
-        "p-1",
-        &buy(3),
-    )
-    .await;
+    let a = h.flash_buy("pieces", "alice", "p-1", 3).await;
     assert_eq!(a.status, 409);
     assert_eq!(error_code(&a), "insufficient_stock", "{}", a.body);
     // and the container did not decide the sale is sold out
-    let b = post_checkout(
-        h.router.clone(),
-        "/flash-sales/pieces/checkout",
-        &h.shopper("bob"),
-        "p-2",
-        &buy(2),
-    )
-    .await;
+    let b = h.flash_buy("pieces", "bob", "p-2", 2).await;
     assert_eq!(b.status, 202, "{}", b.body);
     assert_eq!(h.get("/flash-sales/pieces").await.body["remaining"], 6);
     h.done().await;
@@ -274,38 +210,16 @@ async fn a_retry_after_the_sale_closed_still_gets_its_order() {
         )
         .await;
     assert_eq!(created.status, 201);
-    let alice = h.shopper("alice");
-    let first = post_checkout(
-        h.router.clone(),
-        "/flash-sales/brief/checkout",
-        &alice,
-        "late-1",
-        &buy(1),
-    )
-    .await;
+    let first = h.flash_buy("brief", "alice", "late-1", 1).await;
     assert_eq!(first.status, 202);
     // the clock passes the end of the sale (time, not background work, is awaited)
     let wait =
         (ends - Utc::now()).to_std().unwrap_or_default() + std::time::Duration::from_millis(200);
     tokio::time::sleep(wait).await;
-    let retry = post_checkout(
-        h.router.clone(),
-        "/flash-sales/brief/checkout",
-        &alice,
-        "late-1",
-        &buy(1),
-    )
-    .await;
+    let retry = h.flash_buy("brief", "alice", "late-1", 1).await;
     assert_eq!(retry.status, 202, "{}", retry.body);
     assert_eq!(retry.body, first.body);
-    let fresh = post_checkout(
-        h.router.clone(),
-        "/flash-sales/brief/checkout",
-        &alice,
-        "late-2",
-        &buy(1),
-    )
-    .await;
+    let fresh = h.flash_buy("brief", "alice", "late-2", 1).await;
     assert_eq!(error_code(&fresh), "sale_not_active");
     h.done().await;
 }

@@ -114,18 +114,7 @@ impl CatalogStore {
     }
 
     pub async fn get(&self, sku: &str) -> Result<Option<Product>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(sku)))
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("GetItem", &e))?;
-        out.item
-            .map(serde_dynamo::from_item)
-            .transpose()
-            .map_err(StoreError::from)
+        super::get_item(&self.client, &self.table, Self::key(sku)).await
     }
 
     /// A page of products, by category (index query) or all (table scan; the

@@ -188,18 +188,12 @@ impl FlashSaleStore {
 
     /// The sale without its stock (one GetItem), for checkout, which caches it.
     pub async fn get_sale(&self, sale_id: &str) -> Result<Option<FlashSale>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(sale_pk(sale_id), SALE_SK)))
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("GetItem", &e))?;
-        out.item
-            .map(serde_dynamo::from_item)
-            .transpose()
-            .map_err(StoreError::from)
+        super::get_item(
+            &self.client,
+            &self.table,
+            Self::key(sale_pk(sale_id), SALE_SK),
+        )
+        .await
     }
 
     /// The sale and the units left in its shards.

@@ -59,6 +59,25 @@ pub(crate) fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, 
         .ok_or_else(|| StoreError::Corrupt(format!("attribute {name} is missing or not a number")))
 }
 
+/// The item at `key`, read as `T`, if there is one.
+pub(crate) async fn get_item<T: serde::de::DeserializeOwned>(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: Item,
+) -> Result<Option<T>, StoreError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .send()
+        .await
+        .map_err(|e| StoreError::dynamo("GetItem", &e))?;
+    out.item
+        .map(serde_dynamo::from_item)
+        .transpose()
+        .map_err(StoreError::from)
+}
+
 /// Every item of `keys` that exists (one BatchGetItem of at most 100 keys),
 /// retrying unprocessed keys a bounded number of times.
 pub(crate) async fn batch_get(

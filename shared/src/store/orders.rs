@@ -44,17 +44,6 @@ impl OrderStore {
     }
 
     pub async fn get(&self, order_id: &str) -> Result<Option<Order>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(order_id)))
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("GetItem", &e))?;
-        out.item
-            .map(serde_dynamo::from_item)
-            .transpose()
-            .map_err(StoreError::from)
+        super::get_item(&self.client, &self.table, Self::key(order_id)).await
     }
 }

@@ -137,6 +137,19 @@ impl Harness {
         .await
     }
 
+    /// `user` buys `quantity` from flash sale `sale` under idempotency `key`.
+    pub async fn flash_buy(&self, sale: &str, user: &str, key: &str, quantity: u32) -> Answer {
+        let body = serde_json::json!({"quantity": quantity, "payment_token": "tok_ok"});
+        post_checkout(
+            self.router.clone(),
+            &format!("/flash-sales/{sale}/checkout"),
+            &self.shopper(user),
+            key,
+            &body,
+        )
+        .await
+    }
+
     pub async fn stock(&self, sku: &str) -> i64 {
         self.get(&format!("/products/{sku}")).await.body["stock"]
             .as_i64()
