@@ -71,7 +71,8 @@ package: $(VENV)/.deploy-installed
 # Benchmarks are not part of `make test`: they print figures (docs/benchmarks.md).
 bench-flash: venv
 	cargo build --profile local-release -p flashcart-bench
-	infra/local/with-emulator.sh ./target/local-release/bench-flash
+	infra/local/with-emulator.sh ./target/local-release/bench-flash \
+		$(if $(S),--stock $(S)) $(if $(K),--shards $(K)) $(if $(R),--requests $(R)) $(if $(C),--concurrency $(C))
 
 clean:
 	cargo clean
