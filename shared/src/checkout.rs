@@ -31,7 +31,6 @@ pub struct Checkout {
     pub config: CheckoutConfig,
     pub catalog: CatalogStore,
     pub sales: FlashSaleStore,
-    pub orders: OrderStore,
     pub requests: RequestStore,
     pub store: CheckoutStore,
     pub queue: OrderQueue,
@@ -57,6 +56,7 @@ impl Checkout {
         let tables = &config.http.tables;
         let catalog = CatalogStore::new(dynamo.clone(), &tables.catalog);
         let orders = OrderStore::new(dynamo.clone(), &tables.orders);
+        // the order store is the checkout store's: orders are only ever written in its transactions
         Self {
             sales: FlashSaleStore::new(dynamo.clone(), &tables.flash_sales, catalog.clone()),
             requests: RequestStore::new(dynamo.clone(), &tables.requests),
@@ -65,7 +65,6 @@ impl Checkout {
             throttled: Expiring::new(100_000),
             answered: Recent::new(50_000),
             catalog,
-            orders,
             config,
         }
     }

@@ -120,6 +120,20 @@ pub fn path_param_opt(req: &Request, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The `{sale_id}` path parameter, or the 404 an unknown sale gets (ids longer
+/// than any sale's are not looked up).
+pub fn sale_id(req: &Request) -> Result<String, ApiError> {
+    let id = path_param(req, "sale_id")?;
+    if id.len() > crate::domain::flash_sale::MAX_SALE_ID {
+        return Err(sale_not_found(&id));
+    }
+    Ok(id)
+}
+
+pub fn sale_not_found(sale_id: &str) -> ApiError {
+    ApiError::not_found(format!("Flash sale '{sale_id}'")).with_detail("sale_id", sale_id)
+}
+
 /// A query string parameter, if present.
 pub fn query_param(req: &Request, name: &str) -> Option<String> {
     req.query_string_parameters_ref()

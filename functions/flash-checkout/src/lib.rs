@@ -13,7 +13,7 @@ use shared::domain::flash_sale::{FlashSale, SaleState, state};
 use shared::domain::money::Money;
 use shared::domain::order::{FlashCheckoutRequest, Order, OrderLine};
 use shared::domain::ts;
-use shared::http::{RequestInfo, path_param};
+use shared::http::{RequestInfo, sale_id, sale_not_found};
 use shared::memory::Expiring;
 use shared::store::checkout::{EmptyShards, PlaceError};
 use std::collections::HashMap;
@@ -103,15 +103,11 @@ async fn flash_checkout(
     let c = &deps.checkout;
     let begun = c.begin::<FlashCheckoutRequest>(req, info)?;
     begun.body.validate()?;
-    let sale_id = path_param(req, "sale_id")?;
-    let not_found = || {
-        ApiError::not_found(format!("Flash sale '{sale_id}'"))
-            .with_detail("sale_id", sale_id.as_str())
-    };
-    if sale_id.len() > shared::domain::flash_sale::MAX_SALE_ID {
-        return Err(not_found());
-    }
-    let sale = deps.sale(&sale_id).await?.ok_or_else(not_found)?;
+    let sale_id = sale_id(req)?;
+    let sale = deps
+        .sale(&sale_id)
+        .await?
+        .ok_or_else(|| sale_not_found(&sale_id))?;
     match state(sale.starts_at, sale.ends_at, 1, now) {
         SaleState::Upcoming | SaleState::Ended => {
             let refusal = ApiError::conflict(

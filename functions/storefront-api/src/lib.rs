@@ -10,7 +10,9 @@ use shared::ApiError;
 use shared::aws::SdkConfig;
 use shared::config::{ConfigError, HttpConfig, Source};
 use shared::domain::product::check_category;
-use shared::http::{RequestInfo, json, limit_param, path_param, query_param};
+use shared::http::{
+    RequestInfo, json, limit_param, path_param, query_param, sale_id, sale_not_found,
+};
 use shared::store::catalog::CatalogStore;
 use shared::store::flash_sales::FlashSaleStore;
 use shared::store::orders::OrderStore;
@@ -91,17 +93,10 @@ async fn get_product(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiEr
 }
 
 async fn get_sale(deps: &Deps, req: &Request) -> Result<Response<Body>, ApiError> {
-    let sale_id = path_param(req, "sale_id")?;
-    let not_found = || {
-        ApiError::not_found(format!("Flash sale '{sale_id}'"))
-            .with_detail("sale_id", sale_id.as_str())
-    };
-    if sale_id.len() > shared::domain::flash_sale::MAX_SALE_ID {
-        return Err(not_found());
-    }
+    let sale_id = sale_id(req)?;
     match deps.sales.get(&sale_id).await? {
         Some(view) => Ok(json(StatusCode::OK, &view.to_body(Utc::now()))),
-        None => Err(not_found()),
+        None => Err(sale_not_found(&sale_id)),
     }
 }
 

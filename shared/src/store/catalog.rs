@@ -190,9 +190,4 @@ impl CatalogStore {
             })
             .collect()
     }
-
-    /// The SDK value of a stored product's stock, for tests and benchmarks.
-    pub async fn stock(&self, sku: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self.get(sku).await?.map(|p| p.stock))
-    }
 }
