@@ -15,14 +15,15 @@ export AWS_EC2_METADATA_DISABLED := true
 export SAM_CLI_TELEMETRY := 0
 export FLASHCART_PYTHON ?= $(CURDIR)/$(PY)
 EMULATOR_PORT ?= 4566
+EMULATOR_DYNAMODB_PORT ?= 4567
 API_PORT ?= 3000
-export EMULATOR_PORT API_PORT
+export EMULATOR_PORT EMULATOR_DYNAMODB_PORT API_PORT
 
 .PHONY: help venv run test lint token package bench-flash clean
 
 help:
 	@echo "make run      start the whole stack locally (emulator, API on :$(API_PORT), seed data)"
-	@echo "make test     every test, against a fresh emulator on a free port"
+	@echo "make test     every test: the emulator's patches against plain moto, then the workspace against a fresh emulator"
 	@echo "make lint     rustfmt, clippy -D warnings, cfn-lint, sam validate --lint"
 	@echo "make token USER=alice GROUPS=admin   a JWT for the local authorizer"
 	@echo "make package  Lambda zips (arm64) with cargo-lambda"
@@ -44,10 +45,18 @@ venv: $(VENV)/.installed
 
 run: venv
 	cargo build -p flashcart-local
-	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:$(EMULATOR_PORT)} FLASHCART_EMF=$${FLASHCART_EMF:-1} \
-		./target/debug/flashcart-local run
+	@# two moto processes, DynamoDB apart (ADR 0008); an endpoint you set wins,
+	@# and with AWS_ENDPOINT_URL_DYNAMODB set no moto is started for DynamoDB
+	if [ -z "$${FLASHCART_EXTERNAL_ENDPOINTS:-}" ]; then \
+		export AWS_ENDPOINT_URL="$${AWS_ENDPOINT_URL:-http://127.0.0.1:$(EMULATOR_PORT)}"; \
+		if [ -z "$${AWS_ENDPOINT_URL_DYNAMODB:-}" ]; then \
+			export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$(EMULATOR_DYNAMODB_PORT)"; \
+		else export EMULATOR_DYNAMODB_PORT=0; fi; \
+	fi; \
+	FLASHCART_EMF=$${FLASHCART_EMF:-1} ./target/debug/flashcart-local run
 
 test: venv
+	$(PY) infra/local/test_emulator.py
 	infra/local/with-emulator.sh cargo test --workspace --no-fail-fast
 
 lint: venv

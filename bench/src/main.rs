@@ -1,6 +1,6 @@
 //! `bench-flash`: a flash sale under load, through the local gateway's HTTP port.
 //!
-//! Deploys its own copy of the template on the emulator (`AWS_ENDPOINT_URL`),
+//! Deploys its own copy of the template on the emulator (`AWS_ENDPOINT_URL*`),
 //! serves the gateway on a loopback port, creates a sale of S units in K shards,
 //! and fires R checkouts from C concurrent connections, each from a different
 //! buyer. Then, against the same emulator: checkouts once sold out, DynamoDB
@@ -62,7 +62,9 @@ struct Sample {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args = Args::parse();
-    let emulator = std::env::var("AWS_ENDPOINT_URL")
+    // DynamoDB's emulator counts the calls it serves
+    let emulator = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
         .map_err(|_| "run through `make bench-flash` (needs AWS_ENDPOINT_URL)")?;
     let sdk = flashcart_local::sdk_config(false).await?;
     let prefix = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);

@@ -9,14 +9,20 @@ So requests run on threads, and every DynamoDB request (header
 `X-Amz-Target: DynamoDB_...`) is taken under one lock. Real DynamoDB serialises
 writes per item; one lock for all of DynamoDB is stricter, never looser.
 
-Usage: python emulator.py [--host 127.0.0.1] [--port 4566] [--port-file PATH]
+The launcher also patches moto where its cost grows with the data or repeats
+work per request (ADR 0001, ADR 0008): each patch keeps moto's answers, which
+test_emulator.py checks against unpatched moto (`--unpatched`).
+
+Usage: python emulator.py [--host 127.0.0.1] [--port 4566] [--port-file PATH] [--unpatched]
 With --port 0 the OS picks a free port; it is printed (and written to
---port-file) once the server accepts connections.
+--port-file) once the server accepts connections. The local stack runs two:
+one for DynamoDB, one for SQS and S3 (ADR 0008).
 """
 
 import argparse
 import json
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -30,6 +36,9 @@ from werkzeug.serving import make_server
 
 
 STATS_PATH = "/_flashcart/stats"
+# Attributes the launcher adds to moto's cached update-expression trees.
+FROZEN = "_flashcart_frozen"
+SOURCE = "_flashcart_source"
 
 # Single-item reads need no lock: in moto a GetItem is one dict lookup (atomic
 # under the GIL). Real DynamoDB does not queue reads behind unrelated writes
@@ -51,6 +60,7 @@ def _patch_transactions():
     import copy as real_copy
 
     import moto.dynamodb.models as models
+    from moto.dynamodb.exceptions import TransactionCanceledException
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.dynamo_type import DynamoType
     from moto.dynamodb.models.table import Table
@@ -65,6 +75,9 @@ def _patch_transactions():
     original = DynamoDBBackend.transact_write_items
 
     def transact_write_items(self, transact_items):
+        errors = _cancellation(self, transact_items)
+        if errors is not None:
+            raise TransactionCanceledException(errors)
         snapshots = []
         for entry in transact_items:
             _, op = next(iter(entry.items()))
@@ -91,6 +104,211 @@ def _patch_transactions():
             models.copy = real_copy
 
     DynamoDBBackend.transact_write_items = transact_write_items
+
+
+def _cancellation(backend, transact_items):
+    """The cancellation reasons of a transaction whose conditions fail, else None.
+
+    moto applies every item of a transaction and then rolls back if any
+    condition failed, so a cancelled transaction costs as much as a committed
+    one. DynamoDB evaluates each condition against the state before the
+    transaction, and a transaction names each item once, so no item's write can
+    change another's condition: checking every condition first gives the same
+    reasons without writing anything. Anything unusual (a duplicate item, an
+    unknown table, a malformed key) returns None and moto decides as before.
+    """
+    from moto.dynamodb.comparisons import get_filter_expression
+    from moto.dynamodb.exceptions import ConditionalCheckFailed
+
+    if len(transact_items) > 100:
+        return None
+    errors, seen, failed = [], set(), False
+    try:
+        for entry in transact_items:
+            if len(entry) != 1:
+                return None
+            kind, op = next(iter(entry.items()))
+            if kind not in ("ConditionCheck", "Put", "Delete", "Update"):
+                return None
+            table = backend.get_table(op["TableName"])
+            if kind == "Put":
+                key = {a: op["Item"][a] for a in (table.hash_key_attr, table.range_key_attr) if a}
+            else:
+                key = op["Key"]
+            identity = (op["TableName"], json.dumps(key, sort_keys=True))
+            if identity in seen:
+                return None
+            seen.add(identity)
+            condition = op.get("ConditionExpression")
+            if condition is None:
+                errors.append((None, None, None))
+                continue
+            current = backend.get_item(op["TableName"], key)
+            check = get_filter_expression(
+                condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+            )
+            if check.expr(current):
+                errors.append((None, None, None))
+                continue
+            failed = True
+            old = None
+            if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                old = current.to_json()["Attributes"]
+            errors.append(("ConditionalCheckFailed", str(ConditionalCheckFailed().message), old))
+    except Exception:  # moto's own path raises the right error for it
+        return None
+    return errors if failed else None
+
+
+def _patch_parsing():
+    """Parse each distinct expression once, and find each service once.
+
+    moto lexes a condition expression and parses an update expression anew
+    each time it meets one, three times per item of a transaction, and works
+    out which service a request is for by listing its own modules on disk for
+    every request. Both depend only on their input: an update expression's
+    tree is copied by the validator before anything changes it, and lexed
+    condition tokens are immutable tuples. Attribute values are never part of
+    a cache key, so the same expression costs the same whatever it carries.
+    """
+    import functools
+    from collections import deque
+
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    make = UpdateExpressionParser.make.__func__
+
+    @functools.lru_cache(maxsize=1024)
+    def parse_update(expression):
+        tree = make(UpdateExpressionParser, expression)
+        # The validator deep-copies the tree before changing it; unpickling
+        # a frozen copy gives the same tree in a fifth of the time.
+        tree.__dict__[FROZEN] = pickle.dumps(tree, pickle.HIGHEST_PROTOCOL)
+        tree.__dict__[SOURCE] = expression
+        return tree
+
+    UpdateExpressionParser.make = classmethod(lambda cls, expression: parse_update(expression))
+
+    lex = ConditionExpressionParser._lex_condition_expression
+
+    @functools.lru_cache(maxsize=1024)
+    def lex_condition(expression):
+        parser = ConditionExpressionParser.__new__(ConditionExpressionParser)
+        parser.condition_expression = expression
+        return tuple(lex(parser))
+
+    ConditionExpressionParser._lex_condition_expression = lambda self: deque(
+        lex_condition(self.condition_expression)
+    )
+
+    # A condition is parsed with its names and values substituted, so those
+    # are part of the key; moto parses each condition of a transaction three
+    # times with the same ones. The tree is only read once built.
+    parse = ConditionExpressionParser.parse
+
+    @functools.lru_cache(maxsize=4096)
+    def parse_condition(expression, names, values):
+        parser = ConditionExpressionParser(expression, json.loads(names), json.loads(values))
+        tree = parse(parser)
+        return tree, tuple(parser.expr_attr_names_found), tuple(parser.expr_attr_values_found)
+
+    def parse_once(self):
+        if not self.condition_expression:
+            return parse(self)
+        try:
+            key = (
+                self.condition_expression,
+                json.dumps(self.expression_attribute_names, sort_keys=True),
+                json.dumps(self.expression_attribute_values, sort_keys=True),
+            )
+        except (TypeError, ValueError):
+            return parse(self)
+        tree, names, values = parse_condition(*key)
+        self.expr_attr_names_found.extend(names)
+        self.expr_attr_values_found.extend(values)
+        return tree
+
+    ConditionExpressionParser.parse = parse_once
+
+    # Each of the ten validators walking an update expression's tree asks, at
+    # every node, which node classes it handles, and builds that answer anew
+    # from a dict of bound methods; the classes are fixed per validator class.
+    kinds = {}
+
+    def nodes_to_be_processed(self):
+        cls = type(self)
+        if cls not in kinds:
+            kinds[cls] = tuple(self._processing_map())
+        return kinds[cls]
+
+    DepthFirstTraverser.nodes_to_be_processed = nodes_to_be_processed
+
+    find = DomainDispatcherApplication.get_backend_for_host
+    backends = {}
+
+    def get_backend_for_host(self, host):
+        if host not in backends:
+            backends[host] = find(self, host)
+        return backends[host]
+
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host
+
+
+def _patch_validation():
+    """Copy a cached update expression's tree cheaply, and validate it once per write.
+
+    Every update is validated by walking its tree ten times. For an item that
+    does not exist yet, moto validates twice: against an empty stand-in before
+    creating the item (so a bad expression creates nothing), then against the
+    item just created, which holds only its key. The two differ only if the
+    expression reads a key attribute; otherwise the second validation returns
+    the first one's result (which nothing else uses). Counters and records
+    created by an update, two items of each checkout, are exactly that case.
+    (moto 5.2 refuses any update expression that names a key attribute, so
+    the key check only matters if a later moto stops refusing.)
+    """
+    import copy
+    import re
+
+    import moto.dynamodb.parsing.validators as validators
+    from moto.dynamodb.parsing.validators import UpdateExpressionValidator
+
+    def copy_tree(obj, memo=None):
+        frozen = getattr(obj, "__dict__", {}).get(FROZEN)
+        return pickle.loads(frozen) if frozen is not None else copy.deepcopy(obj, memo)
+
+    validators.deepcopy = copy_tree
+
+    first = threading.local()
+    validate = UpdateExpressionValidator.validate
+    word = re.compile(r"[#:]?[A-Za-z0-9_]+")
+
+    def reads_a_key(expression, names, table):
+        keys = {table.hash_key_attr, table.range_key_attr}
+        return any((names or {}).get(w, w) in keys for w in word.findall(expression))
+
+    def validate_once(self):
+        prior, first.prior = getattr(first, "prior", None), None
+        item, table = self.item, self.table
+        same = (id(self.expression), id(self.expression_attribute_names), id(self.expression_attribute_values))
+        if prior is not None and prior[0] == same and set(item.attrs) <= {table.hash_key_attr, table.range_key_attr}:
+            return prior[1]
+        result = validate(self)
+        text = getattr(self.expression, "__dict__", {}).get(SOURCE)
+        if not item.attrs and text is not None and not reads_a_key(text, self.expression_attribute_names, table):
+            first.prior = (same, result)
+        return result
+
+    init = UpdateExpressionValidator.__init__
+
+    def remember_expression(self, expression, *args, **kwargs):
+        self.expression = expression
+        init(self, expression, *args, **kwargs)
+
+    UpdateExpressionValidator.__init__ = remember_expression
+    UpdateExpressionValidator.validate = validate_once
 
 
 def _patch_send_message():
@@ -179,10 +397,14 @@ def main():
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("EMULATOR_PORT", "4566")))
     parser.add_argument("--port-file")
+    parser.add_argument("--unpatched", action="store_true", help="moto as released (for test_emulator.py)")
     args = parser.parse_args()
 
-    _patch_transactions()
-    _patch_send_message()
+    if not args.unpatched:
+        _patch_transactions()
+        _patch_parsing()
+        _patch_validation()
+        _patch_send_message()
     app = SerialisedDynamoDB(DomainDispatcherApplication(create_backend_app))
     server = make_server(args.host, args.port, app, threaded=True, request_handler=QuietHandler)
     port = server.server_port

@@ -25,9 +25,13 @@ enum Cmd {
         /// Port of the HTTP API.
         #[arg(long, env = "API_PORT", default_value_t = 3000)]
         port: u16,
-        /// Port of the emulator (moto) this command starts.
+        /// Port of the emulator (moto) this command starts for SQS and S3.
         #[arg(long, env = "EMULATOR_PORT", default_value_t = 4566)]
         emulator_port: u16,
+        /// Port of the emulator this command starts for DynamoDB (ADR 0008);
+        /// 0 starts none (DynamoDB is elsewhere, e.g. DynamoDB Local).
+        #[arg(long, env = "EMULATOR_DYNAMODB_PORT", default_value_t = 4567)]
+        emulator_dynamodb_port: u16,
         /// Do not start the emulator: use the endpoints in AWS_ENDPOINT_URL* as they are.
         #[arg(long, env = "FLASHCART_EXTERNAL_ENDPOINTS")]
         external: bool,
@@ -72,19 +76,25 @@ async fn main() -> Result<(), flashcart_local::Error> {
         Cmd::Run {
             port,
             emulator_port,
+            emulator_dynamodb_port,
             external,
             python,
             prefix,
             no_seed,
         } => {
             shared::logging::init();
-            let mut emulator = if external {
-                None
-            } else {
-                Some(start_emulator(&python, emulator_port).await?)
-            };
+            let mut emulators = Vec::new();
+            if !external {
+                // one moto for DynamoDB, one for SQS and S3 (ADR 0008)
+                for port in [emulator_dynamodb_port, emulator_port]
+                    .into_iter()
+                    .filter(|p| *p != 0)
+                {
+                    emulators.push(start_emulator(&python, port).await?);
+                }
+            }
             let result = run(port, &prefix, no_seed).await;
-            if let Some(child) = emulator.as_mut() {
+            for child in &mut emulators {
                 let _ = child.kill().await;
             }
             result
@@ -171,6 +181,7 @@ async fn run(port: u16, prefix: &str, no_seed: bool) -> Result<(), flashcart_loc
 
 fn banner(port: u16, stack: &LocalStack, seeded: Option<&seed::Seeded>) {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    let dynamodb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_else(|_| endpoint.clone());
     let tables: Vec<&str> = stack.stack.tables.values().map(String::as_str).collect();
     let queues: Vec<&str> = stack
         .stack
@@ -180,7 +191,7 @@ fn banner(port: u16, stack: &LocalStack, seeded: Option<&seed::Seeded>) {
         .collect();
     let buckets: Vec<&str> = stack.stack.buckets.values().map(String::as_str).collect();
     let mut text = format!(
-        "\nFlashcart local stack is up\n  API        http://127.0.0.1:{port}  (GET /health)\n  emulator   {endpoint}  (moto: DynamoDB, SQS, S3)\n  tables     {}\n  queues     {}\n  buckets    {}\n",
+        "\nFlashcart local stack is up\n  API        http://127.0.0.1:{port}  (GET /health)\n  DynamoDB   {dynamodb}\n  SQS, S3    {endpoint}\n  tables     {}\n  queues     {}\n  buckets    {}\n",
         tables.join(", "),
         queues.join(", "),
         buckets.join(", "),
