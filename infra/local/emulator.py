@@ -54,15 +54,17 @@ def _patch_transactions():
     applying it, so each transaction costs time proportional to everything
     stored: with orders and idempotency records accumulating, a flash sale slows
     down request by request. DynamoDB requests are serialised by our lock, so it
-    is enough to snapshot the items the transaction names and put them back if
-    it is cancelled.
+    is enough to snapshot the items the transaction names (and the length of
+    each table's stream) and put them back if it is cancelled, as moto's
+    restored tables would be. An item whose key cannot be read is not
+    snapshotted: moto cannot write it either. (One difference, towards
+    DynamoDB: an entry naming two operations makes moto raise with the earlier
+    entries still written; here nothing stays written.)
     """
     import copy as real_copy
 
     import moto.dynamodb.models as models
-    from moto.dynamodb.exceptions import TransactionCanceledException
     from moto.dynamodb.models import DynamoDBBackend
-    from moto.dynamodb.models.dynamo_type import DynamoType
     from moto.dynamodb.models.table import Table
 
     class NoTableCopies:
@@ -74,90 +76,56 @@ def _patch_transactions():
 
     original = DynamoDBBackend.transact_write_items
 
+    def snapshot(backend, op):
+        try:
+            table = backend.tables[op["TableName"]]
+            h, r = backend.get_keys_value(table, op.get("Key") or op.get("Item") or {})
+        except Exception:  # moto answers for it, and writes nothing for it
+            return None
+        if r is None:
+            return table, h, r, h in table.items, real_copy.deepcopy(table.items.get(h))
+        bucket = table.items.get(h)
+        return table, h, r, bucket is not None, real_copy.deepcopy(bucket.get(r) if bucket is not None else None)
+
+    def restore(table, h, r, existed, old):
+        if r is None:
+            if existed:
+                table.items[h] = old
+            else:
+                table.items.pop(h, None)
+            return
+        if not existed:
+            table.items.pop(h, None)
+            return
+        bucket = table.items.setdefault(h, {})
+        if old is None:
+            bucket.pop(r, None)
+        else:
+            bucket[r] = old
+
     def transact_write_items(self, transact_items):
-        errors = _cancellation(self, transact_items)
-        if errors is not None:
-            raise TransactionCanceledException(errors)
-        snapshots = []
+        snapshots, streams = [], {}
         for entry in transact_items:
             _, op = next(iter(entry.items()))
-            table = self.tables.get(op.get("TableName"))
-            source = op.get("Key") or op.get("Item") or {}
-            if table is None or table.hash_key_attr not in source:
-                continue
-            h = DynamoType(source[table.hash_key_attr])
-            r = DynamoType(source[table.range_key_attr]) if table.range_key_attr in source else None
-            snapshots.append((table, h, r, real_copy.deepcopy(table.get_item(h, r))))
+            taken = snapshot(self, op) if isinstance(op, dict) else None
+            if taken is not None:
+                snapshots.append(taken)
+                table = taken[0]
+                if table.stream_shard is not None and id(table) not in streams:
+                    streams[id(table)] = (table.stream_shard, len(table.stream_shard.items))
         models.copy = NoTableCopies
         try:
             return original(self, transact_items)
         except Exception:
-            for table, h, r, old in reversed(snapshots):
-                if old is None:
-                    table.delete_item(h, r)
-                elif r is not None:
-                    table.items[h][r] = old
-                else:
-                    table.items[h] = old
+            for taken in reversed(snapshots):
+                restore(*taken)
+            for shard, length in streams.values():
+                del shard.items[length:]
             raise
         finally:
             models.copy = real_copy
 
     DynamoDBBackend.transact_write_items = transact_write_items
-
-
-def _cancellation(backend, transact_items):
-    """The cancellation reasons of a transaction whose conditions fail, else None.
-
-    moto applies every item of a transaction and then rolls back if any
-    condition failed, so a cancelled transaction costs as much as a committed
-    one. DynamoDB evaluates each condition against the state before the
-    transaction, and a transaction names each item once, so no item's write can
-    change another's condition: checking every condition first gives the same
-    reasons without writing anything. Anything unusual (a duplicate item, an
-    unknown table, a malformed key) returns None and moto decides as before.
-    """
-    from moto.dynamodb.comparisons import get_filter_expression
-    from moto.dynamodb.exceptions import ConditionalCheckFailed
-
-    if len(transact_items) > 100:
-        return None
-    errors, seen, failed = [], set(), False
-    try:
-        for entry in transact_items:
-            if len(entry) != 1:
-                return None
-            kind, op = next(iter(entry.items()))
-            if kind not in ("ConditionCheck", "Put", "Delete", "Update"):
-                return None
-            table = backend.get_table(op["TableName"])
-            if kind == "Put":
-                key = {a: op["Item"][a] for a in (table.hash_key_attr, table.range_key_attr) if a}
-            else:
-                key = op["Key"]
-            identity = (op["TableName"], json.dumps(key, sort_keys=True))
-            if identity in seen:
-                return None
-            seen.add(identity)
-            condition = op.get("ConditionExpression")
-            if condition is None:
-                errors.append((None, None, None))
-                continue
-            current = backend.get_item(op["TableName"], key)
-            check = get_filter_expression(
-                condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
-            )
-            if check.expr(current):
-                errors.append((None, None, None))
-                continue
-            failed = True
-            old = None
-            if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
-                old = current.to_json()["Attributes"]
-            errors.append(("ConditionalCheckFailed", str(ConditionalCheckFailed().message), old))
-    except Exception:  # moto's own path raises the right error for it
-        return None
-    return errors if failed else None
 
 
 def _patch_parsing():
@@ -273,6 +241,7 @@ def _patch_validation():
     import re
 
     import moto.dynamodb.parsing.validators as validators
+    from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.parsing.validators import UpdateExpressionValidator
 
     def copy_tree(obj, memo=None):
@@ -309,6 +278,20 @@ def _patch_validation():
 
     UpdateExpressionValidator.__init__ = remember_expression
     UpdateExpressionValidator.validate = validate_once
+
+    # The first validation's result is for the same update only: creating the
+    # item between the two validations can raise, and a thread serves many
+    # requests, so nothing is kept past the update that made it.
+    update_item = DynamoDBBackend.update_item
+
+    def update_item_alone(self, *args, **kwargs):
+        first.prior = None
+        try:
+            return update_item(self, *args, **kwargs)
+        finally:
+            first.prior = None
+
+    DynamoDBBackend.update_item = update_item_alone
 
 
 def _patch_send_message():

@@ -5,7 +5,8 @@ and SQS calls against both and compares every answer (errors included) and the
 state left behind. The calls cover what the patches touch: expressions reused
 with other values, items created by an update, expressions that read a key,
 transactions that commit, that are cancelled (with and without ALL_OLD), that
-name an item twice or a missing table, and sends to a filling queue.
+name an item twice or a missing table, whose other items are invalid, on a
+table with a stream, and sends to a filling queue.
 
 Run: .venv/bin/python infra/local/test_emulator.py   (`make test` runs it)
 """
@@ -56,9 +57,14 @@ def client(service, endpoint):
     )
 
 
+NAMED_BY_TIME = {"LatestStreamLabel", "LatestStreamArn"}
+
+
 def timeless(value):
     if isinstance(value, dict):
-        return {k: timeless(v) for k, v in value.items() if not isinstance(v, datetime.datetime)}
+        return {
+            k: timeless(v) for k, v in value.items() if not isinstance(v, datetime.datetime) and k not in NAMED_BY_TIME
+        }
     if isinstance(value, list):
         return [timeless(v) for v in value]
     return value
@@ -199,8 +205,30 @@ def dynamodb_calls(db):
             ],
         ),
     ]
+    # A failing condition does not hide the other items' errors: moto still
+    # applies them, and a validation error answers for the whole transaction.
+    fails = {"ConditionCheck": {"TableName": "t", "Key": key("nothing"), "ConditionExpression": "attribute_exists(pk)"}}
+    plan += [
+        ("fails, and an update mismatches types", [fails, {"Update": {"TableName": "t", "Key": key("p"), "UpdateExpression": "SET v = v + :one", "ExpressionAttributeValues": {":one": N(1)}}}]),
+        ("fails, and a delete lacks its sort key", [fails, {"Delete": {"TableName": "t", "Key": {"pk": S("p")}}}]),
+        ("fails, and a put's key has the wrong type", [fails, {"Put": {"TableName": "t", "Item": {"pk": N(1), "sk": S("A")}}}]),
+        ("fails, and an update sets a key", [fails, {"Update": {"TableName": "t", "Key": key("p"), "UpdateExpression": "SET sk = :v", "ExpressionAttributeValues": {":v": S("B")}}}]),
+        ("a put lacks its sort key", [{"Put": {"TableName": "t", "Item": {"pk": S("half")}}}]),
+        ("a delete lacks its sort key", [{"Delete": {"TableName": "t", "Key": {"pk": S("half")}}}]),
+        # the same item, once by its key and once by its key and another attribute
+        (
+            "an item twice, once with an extra key attribute",
+            [
+                {"Put": {"TableName": "t", "Item": {**key("p"), "v": S("again")}}},
+                {"ConditionCheck": {"TableName": "t", "Key": {**key("p"), "x": S("1")}, "ConditionExpression": "v = :v", "ExpressionAttributeValues": {":v": S("again")}}},
+            ],
+        ),
+    ]
     for name, items in plan:
         call(f"transaction: {name}", db.transact_write_items, TransactItems=items)
+    # an update whose item cannot be created (key of the wrong type), then the same expression on a good key
+    for pk in (N(7), S("after-bad-key")):
+        call(f"update creating {pk}", db.update_item, TableName="t", Key={"pk": pk, "sk": S("A")}, UpdateExpression="SET a = :v", ExpressionAttributeValues={":v": S("x")}, ReturnValues="ALL_NEW")
     call(
         "query with a filter",
         db.query,
@@ -210,7 +238,40 @@ def dynamodb_calls(db):
         ExpressionAttributeValues={":pk": S("c"), ":min": N(1)},
     )
     call("state", db.scan, TableName="t")
+
+    # a cancelled transaction leaves no stream records behind
+    call(
+        "create streamed",
+        db.create_table,
+        TableName="s",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    call("put streamed", db.put_item, TableName="s", Item={"pk": S("a"), "v": N(1)})
+    for name, items in [
+        ("streamed, cancelled", [{"Put": {"TableName": "s", "Item": {"pk": S("b")}}}, {"Update": {"TableName": "s", "Key": {"pk": S("a")}, "UpdateExpression": "SET v = :v", "ConditionExpression": "v = :old", "ExpressionAttributeValues": {":v": N(2), ":old": N(9)}}}]),
+        ("streamed, committed", [{"Put": {"TableName": "s", "Item": {"pk": S("c")}}}, {"Delete": {"TableName": "s", "Key": {"pk": S("a")}}}]),
+    ]:
+        call(f"transaction: {name}", db.transact_write_items, TransactItems=items)
+    call("streamed state", db.scan, TableName="s")
+    out.append(("stream records", stream_events(db)))
     return out
+
+
+def stream_events(db):
+    arn = db.describe_table(TableName="s")["Table"]["LatestStreamArn"]
+    streams = boto3.client(
+        "dynamodbstreams",
+        endpoint_url=db.meta.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    it = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    return [(r["eventName"], r["dynamodb"].get("Keys")) for r in streams.get_records(ShardIterator=it)["Records"]]
 
 
 def sqs_calls(sqs):
@@ -256,6 +317,7 @@ class PatchesKeepMotoAnswers(unittest.TestCase):
         for cancelled in ("record exists", "not enough stock", "buyer limit", "sold out"):
             self.assertEqual(dict(patched)[f"transaction: {cancelled}"][1]["Code"], "TransactionCanceledException", cancelled)
         self.assertEqual(kinds["counter 2"], "error")
+        self.assertEqual([e for e, _ in dict(patched)["stream records"]], ["INSERT", "INSERT", "REMOVE"])
 
     def test_sqs_answers_match(self):
         patched, plain = self.both(sqs_calls, "sqs")
