@@ -47,7 +47,7 @@ run: venv
 	cargo build -p flashcart-local
 	@# two moto processes, DynamoDB apart (ADR 0008); an endpoint you set wins,
 	@# and with AWS_ENDPOINT_URL_DYNAMODB set no moto is started for DynamoDB
-	if [ -z "$${FLASHCART_EXTERNAL_ENDPOINTS:-}" ]; then \
+	@if [ -z "$${FLASHCART_EXTERNAL_ENDPOINTS:-}" ]; then \
 		export AWS_ENDPOINT_URL="$${AWS_ENDPOINT_URL:-http://127.0.0.1:$(EMULATOR_PORT)}"; \
 		if [ -z "$${AWS_ENDPOINT_URL_DYNAMODB:-}" ]; then \
 			export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$(EMULATOR_DYNAMODB_PORT)"; \

@@ -4,8 +4,9 @@
 //! serves the gateway on a loopback port, creates a sale of S units in K shards,
 //! and fires R checkouts from C concurrent connections, each from a different
 //! buyer. Then, against the same emulator: checkouts once sold out, DynamoDB
-//! calls per checkout (the emulator counts them), and bare conditional
-//! UpdateItem throughput for comparison. Exits non-zero if anything oversold.
+//! calls per checkout (the emulator counts them), one user hammering a sale
+//! while others buy from it (scenario P1), and bare conditional UpdateItem
+//! throughput for comparison. Exits non-zero if anything oversold.
 
 use bytes::Bytes;
 use clap::Parser;
@@ -49,6 +50,12 @@ struct Args {
     /// Bare conditional UpdateItem calls for the baseline.
     #[arg(long, default_value_t = 3000)]
     bare: usize,
+    /// Checkouts one user fires at another sale (scenario P1), at C/2 connections...
+    #[arg(long, default_value_t = 2000)]
+    hammer: usize,
+    /// ...while this many other buyers check out at the other C/2.
+    #[arg(long, default_value_t = 1000)]
+    bystanders: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -89,7 +96,8 @@ async fn main() -> Result<(), Error> {
         .pool_max_idle_per_host(args.concurrency)
         .build_http();
     let admin = stack.token("bench-admin", &["admin"]);
-    let units = args.stock + 1000;
+    let hammer_units = u32::try_from(args.bystanders)? + 10;
+    let units = args.stock + 1000 + hammer_units;
     let product = json!({"name": "Bench headphones", "price": {"amount": 19900, "currency": "EUR"}, "category": "bench", "stock": units});
     expect(
         &http,
@@ -102,23 +110,16 @@ async fn main() -> Result<(), Error> {
     )
     .await?;
     let now = chrono::Utc::now();
-    for (id, quantity, shards) in [
-        ("bench-solo", 1000, args.shards),
-        ("bench-rush", args.stock, args.shards),
+    for (id, quantity, shards, limit) in [
+        ("bench-solo", 1000, args.shards, 1),
+        ("bench-rush", args.stock, args.shards, 1),
+        ("bench-hammer", hammer_units, args.shards, 10),
     ] {
         let sale = json!({
             "sale_id": id, "sku": "BENCH-1", "price": {"amount": 9900, "currency": "EUR"}, "quantity": quantity,
             "starts_at": (now - chrono::Duration::minutes(1)).to_rfc3339(), "ends_at": (now + chrono::Duration::hours(1)).to_rfc3339(),
-            "per_user_limit": 1, "shards": shards
+            "per_user_limit": limit, "shards": shards
         });
-        let product_stock = if id == "bench-solo" {
-            units
-        } else {
-            units - 1000
-        };
-        if product_stock < quantity {
-            return Err("not enough product stock for the sales".into());
-        }
         expect(
             &http,
             Method::POST,
@@ -133,7 +134,17 @@ async fn main() -> Result<(), Error> {
 
     // 1. DynamoDB calls per accepted checkout: one buyer at a time, nothing else running
     let before = dynamo_calls(&http, &emulator).await?;
-    let solo = fire(&http, &stack, &base, "bench-solo", "solo", args.solo, 1).await;
+    let solo = fire(
+        &http,
+        &stack,
+        &base,
+        "bench-solo",
+        "solo",
+        args.solo,
+        1,
+        false,
+    )
+    .await;
     let solo_calls = dynamo_calls(&http, &emulator).await? - before;
     let solo_ok = solo.iter().filter(|s| s.status == 202).count();
 
@@ -148,6 +159,7 @@ async fn main() -> Result<(), Error> {
         "rush",
         args.requests,
         args.concurrency,
+        false,
     )
     .await;
     let rush_secs = started.elapsed().as_secs_f64();
@@ -166,11 +178,37 @@ async fn main() -> Result<(), Error> {
         "after",
         args.after,
         args.concurrency,
+        false,
     )
     .await;
     let after_calls = dynamo_calls(&http, &emulator).await? - before;
 
-    // 4. bare conditional UpdateItem, same emulator, same concurrency
+    // 4. one user hammers a sale while others buy from it (scenario P1)
+    let half = (args.concurrency / 2).max(1);
+    let (hammer, bystanders) = tokio::join!(
+        fire(
+            &http,
+            &stack,
+            &base,
+            "bench-hammer",
+            "hammer",
+            args.hammer,
+            half,
+            true
+        ),
+        fire(
+            &http,
+            &stack,
+            &base,
+            "bench-hammer",
+            "others",
+            args.bystanders,
+            half,
+            false
+        ),
+    );
+
+    // 5. bare conditional UpdateItem, same emulator, same concurrency
     let (bare_ops, bare_secs) = bare_updates(&stack, args.bare, args.concurrency).await?;
 
     let sold = rush.iter().filter(|s| s.status == 202).count() as u64;
@@ -189,10 +227,14 @@ async fn main() -> Result<(), Error> {
         0.0
     };
     let bare_per_sec = bare_ops as f64 / bare_secs;
-    let mut codes: BTreeMap<String, usize> = BTreeMap::new();
-    for s in &rush {
-        *codes.entry(format!("{} {}", s.status, s.code)).or_default() += 1;
-    }
+    let count = |samples: &[Sample]| {
+        let mut codes: BTreeMap<String, usize> = BTreeMap::new();
+        for s in samples {
+            *codes.entry(format!("{} {}", s.status, s.code)).or_default() += 1;
+        }
+        codes
+    };
+    let codes = count(&rush);
     let lat = |samples: &[&Sample]| {
         let mut v: Vec<f64> = samples
             .iter()
@@ -228,7 +270,10 @@ async fn main() -> Result<(), Error> {
          accepted checkouts/s       {accepted_per_sec:.0}   (until the last unit sold)\n\
          bare UpdateItem/s          {bare_per_sec:.0}   ({bare_ops} conditional updates, C={})\n\
          accepted / bare            {:.0}%\n\
-         DynamoDB calls             {:.2} per accepted checkout (solo: {solo_ok} of {}), {:.2} per request in the rush, {:.2} per sold_out answer once sold out\n",
+         DynamoDB calls             {:.2} per accepted checkout (solo: {solo_ok} of {}), {:.2} per request in the rush, {:.2} per sold_out answer once sold out\n\
+         one user hammering         {:?}   ({} checkouts from one buyer, C={half})\n\
+         everyone else meanwhile    {:?}\n\
+         everyone else's latency    {}   <- P1: p95 under 1 s\n",
         args.stock,
         args.shards,
         args.requests,
@@ -247,6 +292,10 @@ async fn main() -> Result<(), Error> {
         args.solo,
         rush_calls as f64 / rush.len().max(1) as f64,
         after_calls as f64 / after.len().max(1) as f64,
+        count(&hammer),
+        args.hammer,
+        count(&bystanders),
+        lat(&bystanders.iter().collect::<Vec<_>>()),
     );
     say(&report);
     stack.destroy().await;
@@ -261,7 +310,12 @@ fn say(text: &str) {
     println!("{text}");
 }
 
-/// Fires `n` checkouts at a sale from `c` connections, each from its own buyer.
+/// Fires `n` checkouts at a sale from `c` connections, each from its own
+/// buyer, or all from one buyer (with a key each) if `one_buyer`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a benchmark's knobs, named at each call"
+)]
 async fn fire(
     http: &Http,
     stack: &LocalStack,
@@ -270,10 +324,16 @@ async fn fire(
     tag: &str,
     n: usize,
     c: usize,
+    one_buyer: bool,
 ) -> Vec<Sample> {
     let tokens: Arc<Vec<String>> = Arc::new(
         (0..n)
-            .map(|i| stack.token(&format!("{tag}-buyer-{i}"), &[]))
+            .map(|i| {
+                stack.token(
+                    &format!("{tag}-buyer-{}", if one_buyer { 0 } else { i }),
+                    &[],
+                )
+            })
             .collect(),
     );
     let next = Arc::new(AtomicUsize::new(0));
