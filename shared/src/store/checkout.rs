@@ -164,8 +164,8 @@ impl CheckoutStore {
         Err(PlaceError::Conflict)
     }
 
-    /// A flash-sale order: `quantity` from one shard (a random one first, then
-    /// the others), and the buyer's counter kept within the sale's limit, in
+    /// A flash-sale order: `quantity` from one shard (tried in a random
+    /// order), and the buyer's counter kept within the sale's limit, in
     /// the same transaction.
     ///
     /// Shards `shards` knows empty are skipped: a sale whose shards are all
@@ -181,12 +181,15 @@ impl CheckoutStore {
     ) -> Result<(), PlaceError> {
         let buyer = self.buyer_update(sale, &order.user, quantity)?;
         let order_put = self.orders.put_new(order)?;
-        let start = fastrand::u32(0..sale.shards.max(1));
+        // A random order, not a random start: buyers who find a shard empty
+        // at the same moment spread over the others instead of all moving on
+        // to the next one and emptying it together.
+        let mut order: Vec<u32> = (0..sale.shards).collect();
+        fastrand::shuffle(&mut order);
         // Sold out only when every shard is known or found empty; shards that
         // hold some units, but fewer than asked, make it "not that many".
         let mut some_left = false;
-        for i in 0..sale.shards {
-            let shard = (start + i) % sale.shards;
+        for shard in order {
             if shards.known_empty(shard) {
                 continue;
             }
