@@ -78,7 +78,7 @@ async fn main() -> Result<(), Error> {
     let stack = LocalStack::deploy(
         sdk,
         &prefix,
-        shared::config::Secret::new(flashcart_local::jwt::DEFAULT_SECRET),
+        shared::config::Secret::from(flashcart_local::jwt::DEFAULT_SECRET),
     )
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -1,188 +1,390 @@
-//! The steps both checkouts share, in the order they run:
-//! caller (the authorizer's claims) -> Origin allow-list -> Idempotency-Key ->
-//! body -> throttle per user+SKU -> (the function's own transaction, which
-//! writes the idempotency record with the order, only if the key is new) ->
-//! queue -> 202. A key used before is looked up after the transaction refused
-//! it: the earlier answer again, or 422 for a different request.
+//! The checkout use case: one entry per kind, [`Checkout::cart`] and
+//! [`Checkout::flash`], each taking a request that passed the HTTP checks and
+//! returning an [`Outcome`] or a [`CheckoutError`]; the handlers only read the
+//! request and write the answer.
+//!
+//! The steps, in order: the body's shape -> (flash: the sale and its rules)
+//! -> this container's memory (throttled, sold out) -> the catalog (cart) ->
+//! one reservation transaction, which writes the order, the idempotency record
+//! and the throttle count with the stock -> the order queue. A key used before
+//! is looked up only when the transaction refused it: the earlier answer
+//! again, or `KeyReused` for a different request.
 
-use crate::config::{CheckoutConfig, ConfigError, Source};
-use crate::domain::idempotency;
-use crate::domain::order::Order;
-use crate::error::ApiError;
-use crate::http::{Caller, MAX_JSON_BODY, RequestInfo, check_origin, json_value, typed};
-use crate::memory::{Expiring, Recent};
+use crate::config::{CheckoutConfig, Tables};
+use crate::domain::Invalid;
+use crate::domain::flash_sale::{FlashSale, MAX_SALE_ID, SaleRule};
+use crate::domain::order::{CartRule, CheckoutRequest, FlashCheckoutRequest, Order, price_cart};
+use crate::memory::Memory;
 use crate::queue::OrderQueue;
 use crate::store::StoreError;
 use crate::store::catalog::CatalogStore;
-use crate::store::checkout::CheckoutStore;
 use crate::store::flash_sales::FlashSaleStore;
-use crate::store::orders::OrderStore;
-use crate::store::requests::{Earlier, RequestStore, Throttle};
+use crate::store::requests::{Counted, Earlier, RequestKey, RequestStore};
+use crate::store::reservations::{Reservation, ReservationStore, ReserveError, ShardMemory};
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::types::TransactWriteItem;
-use chrono::{DateTime, Utc};
-use http::{HeaderValue, StatusCode, header};
-use lambda_http::{Body, Request, Response};
-use serde::de::DeserializeOwned;
-use std::time::{Duration, Instant};
+use chrono::{DateTime, Duration, Utc};
+
+/// How long a container trusts "sold out" and "this shard is empty" without
+/// asking DynamoDB again. Stock comes back only when a reservation expires or
+/// a payment fails, minutes later; 5 s keeps the rush off DynamoDB.
+const SOLD_OUT_MEMORY: Duration = Duration::seconds(5);
+/// Sales do not change after creation; re-read them now and then anyway.
+const SALE_MEMORY: Duration = Duration::seconds(30);
+/// A container's own answers, replayed when DynamoDB is not asked at all
+/// (sold out from memory). Clients retry within seconds.
+const ANSWER_MEMORY: Duration = Duration::minutes(10);
+
+/// A checkout request that passed the HTTP checks (caller, Origin, key, JSON).
+#[derive(Debug, Clone)]
+pub struct Attempt<T> {
+    /// The buyer's JWT subject.
+    pub user: String,
+    pub key: String,
+    /// What the request asked for: a retry with the same key must match it.
+    pub fingerprint: String,
+    pub body: T,
+}
+
+impl<T> Attempt<T> {
+    fn request_key(&self) -> RequestKey<'_> {
+        RequestKey {
+            user: &self.user,
+            key: &self.key,
+            fingerprint: &self.fingerprint,
+        }
+    }
+
+    fn memory_key(&self) -> String {
+        format!("{}\u{0}{}", self.user, self.key)
+    }
+}
+
+/// A checkout's answer: the order's 202 body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new order, reserved and written. `queued` is false when the order
+    /// queue refused it: the order stands, the sweeper re-drives it.
+    Accepted {
+        order_id: String,
+        body: String,
+        queued: bool,
+    },
+    /// The same request succeeded before: its answer again.
+    Replayed { status: u16, body: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error(transparent)]
+    Cart(#[from] CartRule),
+    #[error("no flash sale {0}")]
+    SaleNotFound(String),
+    #[error(transparent)]
+    Sale(#[from] SaleRule),
+    #[error("the buyer may buy at most {limit} in this sale")]
+    LimitReached { limit: u32 },
+    #[error("the sale is sold out")]
+    SoldOut,
+    #[error("not enough stock of {sku}")]
+    InsufficientStock { sku: String, available: Option<i64> },
+    #[error("too many attempts; retry after {retry_after} s")]
+    Throttled { retry_after: u64 },
+    #[error("the idempotency key was used for another request")]
+    KeyReused,
+    #[error("the same request is still in progress")]
+    InProgress,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// Everything a checkout function needs, built once per container.
 pub struct Checkout {
-    pub config: CheckoutConfig,
-    pub catalog: CatalogStore,
-    pub sales: FlashSaleStore,
-    pub requests: RequestStore,
-    pub store: CheckoutStore,
-    pub queue: OrderQueue,
-    /// user+SKU pairs this container saw throttled, until their window ends:
-    /// a hammering client is answered from memory.
-    throttled: Expiring,
-    /// Answers this container gave lately, by user and key, to replay where
-    /// DynamoDB is not asked at all (sold out).
-    answered: Recent,
+    config: CheckoutConfig,
+    catalog: CatalogStore,
+    sales: FlashSaleStore,
+    requests: RequestStore,
+    reservations: ReservationStore,
+    queue: OrderQueue,
+    memory: Memories,
 }
 
-/// A request that passed the shared checks.
-pub struct Begun<T> {
-    pub caller: Caller,
-    pub key: String,
-    pub body: T,
-    pub fingerprint: String,
+/// What one container remembers (see [`crate::memory`]).
+struct Memories {
+    /// user+SKU pairs seen throttled, until their window ends.
+    throttled: Memory<()>,
+    /// This container's answers, by user and key, with their fingerprint.
+    answered: Memory<(String, String)>,
+    sales: Memory<FlashSale>,
+    sold_out: Memory<()>,
+    /// `sale_id#shard` of shards found empty.
+    empty_shards: Memory<()>,
 }
 
 impl Checkout {
     pub fn new(config: CheckoutConfig, sdk: &SdkConfig) -> Self {
         let dynamo = crate::aws::dynamodb(sdk);
-        let tables = &config.http.tables;
-        let catalog = CatalogStore::new(dynamo.clone(), &tables.catalog);
-        let orders = OrderStore::new(dynamo.clone(), &tables.orders);
-        // the order store is the checkout store's: orders are only ever written in its transactions
+        let Tables {
+            catalog,
+            flash_sales,
+            requests,
+            ..
+        } = &config.http.tables;
+        let catalog = CatalogStore::new(dynamo.clone(), catalog);
         Self {
-            sales: FlashSaleStore::new(dynamo.clone(), &tables.flash_sales, catalog.clone()),
-            requests: RequestStore::new(dynamo.clone(), &tables.requests),
-            store: CheckoutStore::new(dynamo, catalog.clone(), &tables.flash_sales, orders.clone()),
+            sales: FlashSaleStore::new(dynamo.clone(), flash_sales, catalog.clone()),
+            requests: RequestStore::new(dynamo.clone(), requests),
+            reservations: ReservationStore::new(dynamo, &config.http.tables),
             queue: OrderQueue::new(crate::aws::sqs(sdk), &config.order_queue_url),
-            throttled: Expiring::new(100_000),
-            answered: Recent::new(50_000),
+            memory: Memories {
+                throttled: Memory::new(100_000),
+                answered: Memory::new(50_000),
+                sales: Memory::new(10_000),
+                sold_out: Memory::new(10_000),
+                empty_shards: Memory::new(100_000),
+            },
             catalog,
             config,
         }
     }
 
-    pub fn from_source(src: &dyn Source, sdk: &SdkConfig) -> Result<Self, ConfigError> {
-        Ok(Self::new(CheckoutConfig::from_source(src)?, sdk))
+    pub fn config(&self) -> &CheckoutConfig {
+        &self.config
     }
 
-    /// Caller, Origin, Idempotency-Key and body, in that order.
-    pub fn begin<T: DeserializeOwned>(
+    /// `POST /checkout`: the cart priced from the catalog, every line's stock
+    /// reserved in one transaction.
+    pub async fn cart(
         &self,
-        req: &Request,
-        info: &RequestInfo,
-    ) -> Result<Begun<T>, ApiError> {
-        let caller = info.caller()?.clone();
-        check_origin(req, &self.config.http.allowed_origins)?;
-        let key = req
-            .headers()
-            .get("idempotency-key")
-            .map(|v| v.to_str().unwrap_or("\u{0}"));
-        let key = idempotency::check_key(key)?.to_owned();
-        // one parse: the typed body and the fingerprint come from the same value
-        let value = json_value(req, MAX_JSON_BODY)?;
-        let body: T = typed(&value)?;
-        let fingerprint = idempotency::fingerprint(&info.route_key, &info.path, &value);
-        Ok(Begun {
-            caller,
-            key,
-            body,
-            fingerprint,
-        })
-    }
-
-    /// 429 from memory if this container saw `user` throttled on `sku` in
-    /// the current window: a hammering client costs no DynamoDB call.
-    pub fn throttled_recently(&self, user: &str, sku: &str) -> Result<(), ApiError> {
-        match self
-            .throttled
-            .remaining(&throttle_key(user, sku), Instant::now())
-        {
-            Some(left) => Err(throttled(left.as_secs().max(1))),
-            None => Ok(()),
+        attempt: &Attempt<CheckoutRequest>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, CheckoutError> {
+        let cart = &attempt.body;
+        cart.validate()?;
+        for line in &cart.items {
+            self.throttled_recently(&attempt.user, &line.sku, now)?;
+        }
+        let skus: Vec<&str> = cart.items.iter().map(|l| l.sku.as_str()).collect();
+        let products = self.catalog.get_many(&skus).await?;
+        let (lines, total) = match price_cart(&cart.items, &products) {
+            Ok(priced) => priced,
+            Err(rule) => return self.refuse(attempt, rule.into()).await,
+        };
+        let order = Order::new(
+            &attempt.user,
+            lines,
+            total,
+            cart.payment_token.clone(),
+            None,
+            now,
+        );
+        let answer = order.accepted_body().to_string();
+        let reservation = self.reservation(attempt, &order, &answer);
+        match self.reservations.reserve_cart(&reservation).await {
+            Ok(()) => Ok(self.accept(attempt, &order, answer).await),
+            Err(e) => {
+                let counted = matches!(e, ReserveError::Throttled { .. } | ReserveError::Duplicate);
+                if !counted {
+                    // refused attempts spend the budget too
+                    let counts = skus
+                        .iter()
+                        .map(|sku| self.count_refused(&attempt.user, sku, now));
+                    futures_util::future::join_all(counts).await;
+                }
+                self.reserve_failed(attempt, e, now).await
+            }
         }
     }
 
-    /// The transaction item that counts this attempt in `user`'s window for `sku`.
-    pub fn throttle_count(
+    /// `POST /flash-sales/{sale_id}/checkout`: units from one of the sale's
+    /// shards, within the buyer's limit.
+    pub async fn flash(
+        &self,
+        sale_id: &str,
+        attempt: &Attempt<FlashCheckoutRequest>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, CheckoutError> {
+        attempt.body.validate()?;
+        let sale = self
+            .sale(sale_id, now)
+            .await?
+            .ok_or_else(|| CheckoutError::SaleNotFound(sale_id.to_owned()))?;
+        let quantity = attempt.body.quantity;
+        let (line, total) = match sale.buy(quantity, now) {
+            Ok(priced) => priced,
+            Err(rule @ SaleRule::NotActive { .. }) => {
+                return self.refuse(attempt, rule.into()).await;
+            }
+            Err(SaleRule::OverLimit { limit }) => {
+                return Err(CheckoutError::LimitReached { limit });
+            }
+        };
+        if self.memory.sold_out.recall(&sale.sale_id, now).is_some() {
+            // From memory, without DynamoDB: this container's own earlier
+            // answer to the same request, else sold out (ADR 0005 weighs the
+            // one case this cannot see: a retry of a success another
+            // container answered).
+            return self.remembered(attempt, now).ok_or(CheckoutError::SoldOut);
+        }
+        self.throttled_recently(&attempt.user, &sale.sku, now)?;
+        let order = Order::new(
+            &attempt.user,
+            vec![line],
+            total,
+            attempt.body.payment_token.clone(),
+            Some(sale.sale_id.clone()),
+            now,
+        );
+        let answer = order.accepted_body().to_string();
+        let reservation = self.reservation(attempt, &order, &answer);
+        let shards = SaleShards {
+            memory: &self.memory.empty_shards,
+            sale_id: &sale.sale_id,
+            now,
+        };
+        match self
+            .reservations
+            .reserve_flash(&reservation, &sale, quantity, &shards)
+            .await
+        {
+            Ok(()) => Ok(self.accept(attempt, &order, answer).await),
+            Err(ReserveError::SoldOut) => {
+                self.memory
+                    .sold_out
+                    .remember(sale.sale_id.clone(), (), now + SOLD_OUT_MEMORY);
+                // Every shard known empty skips the transaction, and with it
+                // the duplicate check: this container's own earlier answer.
+                self.remembered(attempt, now).ok_or(CheckoutError::SoldOut)
+            }
+            Err(e @ ReserveError::LimitReached { .. }) => {
+                self.count_refused(&attempt.user, &sale.sku, now).await;
+                self.reserve_failed(attempt, e, now).await
+            }
+            Err(e) => self.reserve_failed(attempt, e, now).await,
+        }
+    }
+
+    fn reservation<'a, T>(
+        &'a self,
+        attempt: &'a Attempt<T>,
+        order: &'a Order,
+        answer: &'a str,
+    ) -> Reservation<'a> {
+        Reservation {
+            order,
+            request: attempt.request_key(),
+            answer,
+            throttle: &self.config.throttle,
+        }
+    }
+
+    /// The sale, from memory or one GetItem; ids longer than any sale's are
+    /// not looked up.
+    async fn sale(
+        &self,
+        sale_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<FlashSale>, StoreError> {
+        if sale_id.len() > MAX_SALE_ID {
+            return Ok(None);
+        }
+        if let Some(sale) = self.memory.sales.recall(sale_id, now) {
+            return Ok(Some(sale));
+        }
+        let sale = self.sales.get_sale(sale_id).await?;
+        if let Some(s) = &sale {
+            self.memory
+                .sales
+                .remember(sale_id.to_owned(), s.clone(), now + SALE_MEMORY);
+        }
+        Ok(sale)
+    }
+
+    /// `Throttled` from memory if this container saw `user` throttled on `sku`
+    /// in the current window: a hammering client costs no DynamoDB call.
+    fn throttled_recently(
         &self,
         user: &str,
         sku: &str,
         now: DateTime<Utc>,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let c = &self.config;
-        self.requests
-            .count_item(user, sku, now, c.throttle_burst, c.throttle_window_secs)
-    }
-
-    /// The transaction refused the attempt on the throttle: remember it until
-    /// the window ends and answer 429.
-    pub fn refuse_throttled(&self, user: &str, sku: &str, now: DateTime<Utc>) -> ApiError {
-        let retry = crate::store::requests::retry_after(now, self.config.throttle_window_secs);
-        self.throttled.set(
-            &throttle_key(user, sku),
-            Instant::now() + Duration::from_secs(retry),
-        );
-        throttled(retry)
-    }
-
-    /// Counts an attempt whose transaction failed for another reason, so
-    /// failing attempts spend the budget too (best effort: a failed count is logged).
-    pub async fn count_failed_attempt(&self, user: &str, sku: &str, now: DateTime<Utc>) {
-        let c = &self.config;
+    ) -> Result<(), CheckoutError> {
         match self
-            .requests
-            .hit(user, sku, now, c.throttle_burst, c.throttle_window_secs)
-            .await
+            .memory
+            .throttled
+            .recall_for(&throttle_key(user, sku), now)
         {
-            Ok(Throttle::Allowed) => {}
-            Ok(Throttle::Throttled { retry_after }) => {
-                self.throttled.set(
-                    &throttle_key(user, sku),
-                    Instant::now() + Duration::from_secs(retry_after),
-                );
-            }
-            Err(e) => tracing::warn!(error = %e, "throttle count of a failed attempt not written"),
+            Some((_, left)) => Err(CheckoutError::Throttled {
+                retry_after: left.num_seconds().max(1) as u64,
+            }),
+            None => Ok(()),
         }
     }
 
-    /// The idempotency record of `order`'s 202, for the checkout transaction.
-    pub fn record<T>(
+    /// Remembers `user` throttled on `sku` until the window ends.
+    fn throttled_until_window_ends(
         &self,
-        begun: &Begun<T>,
-        order: &Order,
+        user: &str,
+        sku: &str,
         now: DateTime<Utc>,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let body = order.accepted_body().to_string();
-        self.requests.record(
-            &begun.caller.sub,
-            &begun.key,
-            &begun.fingerprint,
-            202,
-            &body,
-            now,
-        )
+    ) -> CheckoutError {
+        let retry_after = self.config.throttle.retry_after(now);
+        self.memory.throttled.remember(
+            throttle_key(user, sku),
+            (),
+            now + Duration::seconds(retry_after as i64),
+        );
+        CheckoutError::Throttled { retry_after }
+    }
+
+    /// Counts an attempt whose transaction was refused for another reason, so
+    /// refused attempts spend the budget too (best effort: a failed count is
+    /// logged, the refusal stands).
+    async fn count_refused(&self, user: &str, sku: &str, now: DateTime<Utc>) {
+        match self
+            .requests
+            .count(user, sku, &self.config.throttle, now)
+            .await
+        {
+            Ok(Counted::Allowed) => {}
+            Ok(Counted::Full) => {
+                self.throttled_until_window_ends(user, sku, now);
+            }
+            Err(e) => tracing::warn!(error = %e, "throttle count of a refused attempt not written"),
+        }
+    }
+
+    /// The answer to a reservation that did not happen.
+    async fn reserve_failed<T>(
+        &self,
+        attempt: &Attempt<T>,
+        e: ReserveError,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, CheckoutError> {
+        Err(match e {
+            ReserveError::Duplicate => return self.earlier(attempt).await,
+            ReserveError::Throttled { sku } => {
+                self.throttled_until_window_ends(&attempt.user, &sku, now)
+            }
+            ReserveError::InsufficientStock { sku, available } => {
+                CheckoutError::InsufficientStock { sku, available }
+            }
+            ReserveError::SoldOut => CheckoutError::SoldOut,
+            ReserveError::LimitReached { limit } => CheckoutError::LimitReached { limit },
+            // a concurrent write won; ask again in a second
+            ReserveError::Conflict => CheckoutError::InProgress,
+            ReserveError::Store(e) => CheckoutError::Store(e),
+        })
     }
 
     /// The answer to a request whose key the transaction found used: the
-    /// earlier answer, 422 for a different request, or 409 while a concurrent
-    /// duplicate is still being written.
-    pub async fn earlier<T>(&self, begun: &Begun<T>) -> Result<Response<Body>, ApiError> {
-        match self
-            .requests
-            .lookup(&begun.caller.sub, &begun.key, &begun.fingerprint)
-            .await?
-        {
-            Some(Earlier::Replay { status, body }) => Ok(accepted(status, &body)),
-            Some(Earlier::Reused) => Err(key_reused()),
-            None => Err(in_progress()),
+    /// earlier answer, `KeyReused` for a different request, or `InProgress`
+    /// while a concurrent duplicate is still being written.
+    async fn earlier<T>(&self, attempt: &Attempt<T>) -> Result<Outcome, CheckoutError> {
+        match self.requests.lookup(&attempt.request_key()).await? {
+            Some(Earlier::Replay { status, body }) => Ok(Outcome::Replayed { status, body }),
+            Some(Earlier::Reused) => Err(CheckoutError::KeyReused),
+            None => Err(CheckoutError::InProgress),
         }
     }
 
@@ -191,18 +393,14 @@ impl Checkout {
     /// answer again. A retry of an order placed just before a sale closed, or
     /// before a product was withdrawn, must get its order, not a refusal.
     /// Costs one read, on refusal paths only.
-    pub async fn refuse<T>(
+    async fn refuse<T>(
         &self,
-        begun: &Begun<T>,
-        refusal: ApiError,
-    ) -> Result<Response<Body>, ApiError> {
-        match self
-            .requests
-            .lookup(&begun.caller.sub, &begun.key, &begun.fingerprint)
-            .await
-        {
-            Ok(Some(Earlier::Replay { status, body })) => Ok(accepted(status, &body)),
-            Ok(Some(Earlier::Reused)) => Err(key_reused()),
+        attempt: &Attempt<T>,
+        refusal: CheckoutError,
+    ) -> Result<Outcome, CheckoutError> {
+        match self.requests.lookup(&attempt.request_key()).await {
+            Ok(Some(Earlier::Replay { status, body })) => Ok(Outcome::Replayed { status, body }),
+            Ok(Some(Earlier::Reused)) => Err(CheckoutError::KeyReused),
             Ok(None) => Err(refusal),
             Err(e) => {
                 tracing::warn!(error = %e, "idempotency lookup failed on a refusal path");
@@ -212,23 +410,32 @@ impl Checkout {
     }
 
     /// This container's own earlier answer to the same request, if it gave one.
-    pub fn remembered<T>(&self, begun: &Begun<T>) -> Option<Response<Body>> {
-        self.answered
-            .get(&memory_key(begun), &begun.fingerprint)
-            .map(|body| accepted(202, &body))
+    fn remembered<T>(&self, attempt: &Attempt<T>, now: DateTime<Utc>) -> Option<Outcome> {
+        let (fingerprint, body) = self.memory.answered.recall(&attempt.memory_key(), now)?;
+        (fingerprint == attempt.fingerprint).then_some(Outcome::Replayed { status: 202, body })
     }
 
-    /// After the order is written: hand it to finalization and answer 202.
-    /// A failed send loses nothing: the order is stored as `pending_payment`,
-    /// the sweeper re-drives it, and its reservation expiry bounds it.
-    pub async fn accept<T>(&self, begun: &Begun<T>, order: &Order) -> Response<Body> {
-        if let Err(e) = self.queue.send(&order.order_id).await {
-            tracing::error!(order_id = %order.order_id, error = %e, "order stored but not queued; the sweeper re-drives it");
+    /// After the order is written: hand it to finalization. A failed send
+    /// loses nothing: the order is stored as `pending_payment`, the sweeper
+    /// re-drives it, and its reservation expiry bounds it (ADR 0007).
+    async fn accept<T>(&self, attempt: &Attempt<T>, order: &Order, body: String) -> Outcome {
+        let queued = match self.queue.send(&order.order_id).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "order stored but not queued; the sweeper re-drives it");
+                false
+            }
+        };
+        self.memory.answered.remember(
+            attempt.memory_key(),
+            (attempt.fingerprint.clone(), body.clone()),
+            order.created_at + ANSWER_MEMORY,
+        );
+        Outcome::Accepted {
+            order_id: order.order_id.clone(),
+            body,
+            queued,
         }
-        let body = order.accepted_body().to_string();
-        self.answered
-            .put(&memory_key(begun), &begun.fingerprint, &body);
-        accepted(202, &body)
     }
 }
 
@@ -236,141 +443,26 @@ fn throttle_key(user: &str, sku: &str) -> String {
     format!("{user}\u{0}{sku}")
 }
 
-fn memory_key<T>(begun: &Begun<T>) -> String {
-    format!("{}\u{0}{}", begun.caller.sub, begun.key)
+/// This container's memory of a sale's empty shards.
+struct SaleShards<'a> {
+    memory: &'a Memory<()>,
+    sale_id: &'a str,
+    now: DateTime<Utc>,
 }
 
-fn key_reused() -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "idempotency_key_reused",
-        "This Idempotency-Key was used for a different request. Use a new key for a new request.",
-    )
-}
-
-fn in_progress() -> ApiError {
-    ApiError::conflict(
-        "request_in_progress",
-        "The same request is still being processed. Retry after a second to get its answer.",
-    )
-    .with_header(header::RETRY_AFTER, "1")
-    .with_detail("retry_after", 1)
-}
-
-/// A checkout's answer: the stored body, `Location` of the order.
-pub fn accepted(status: u16, body: &str) -> Response<Body> {
-    let mut r = Response::new(Body::Text(body.to_owned()));
-    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let order_id = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v["order_id"].as_str().map(str::to_owned));
-    if let Some(v) = order_id.and_then(|id| HeaderValue::from_str(&format!("/orders/{id}")).ok()) {
-        r.headers_mut().insert(header::LOCATION, v);
-    }
-    r
-}
-
-pub fn throttled(retry_after: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "throttled",
-        format!("Too many checkout attempts for this product. Wait {retry_after} s and try again."),
-    )
-    .with_header(header::RETRY_AFTER, retry_after.to_string())
-    .with_detail("retry_after", retry_after)
-}
-
-/// How a refused placement is answered.
-impl From<crate::store::checkout::PlaceError> for ApiError {
-    fn from(e: crate::store::checkout::PlaceError) -> Self {
-        use crate::store::checkout::PlaceError::*;
-        match e {
-            InsufficientStock { sku, available } => {
-                let mut err = ApiError::conflict(
-                    "insufficient_stock",
-                    format!("Not enough '{sku}' in stock for this quantity. Lower the quantity or remove it."),
-                )
-                .with_detail("sku", sku);
-                if let Some(a) = available {
-                    err = err.with_detail("available", a.max(0));
-                }
-                err
-            }
-            SoldOut => ApiError::conflict("sold_out", "This flash sale is sold out."),
-            LimitReached => ApiError::conflict(
-                "purchase_limit_reached",
-                "You have bought as many as this sale allows per customer.",
-            ),
-            // both mean "a concurrent write won; ask again in a second"
-            Conflict | Duplicate => in_progress(),
-            // callers answer this with the window's Retry-After; 1 s is the floor
-            Throttled { .. } => throttled(1),
-            Store(e) => e.into(),
-        }
+impl SaleShards<'_> {
+    fn key(&self, shard: u32) -> String {
+        format!("{}#{shard}", self.sale_id)
     }
 }
 
-/// The response for a checkout's result, with its metrics recorded.
-pub fn answer(
-    function: &str,
-    info: &RequestInfo,
-    result: Result<Response<Body>, ApiError>,
-    started: Instant,
-) -> Response<Body> {
-    let outcome = match &result {
-        Ok(r) if r.status() == StatusCode::ACCEPTED => "accepted",
-        Ok(_) => "replayed",
-        Err(e) => e.code(),
-    };
-    record_metrics(function, outcome, started);
-    result.unwrap_or_else(|e| e.into_response(&info.request_id))
-}
-
-/// Counters and latency for one checkout answer, as EMF.
-fn record_metrics(function: &str, outcome: &str, started: Instant) {
-    let is = |what: &str| if outcome == what { 1.0 } else { 0.0 };
-    crate::metrics::emit(
-        function,
-        &[
-            ("CheckoutAccepted", is("accepted"), "Count"),
-            ("CheckoutSoldOut", is("sold_out"), "Count"),
-            ("CheckoutThrottled", is("throttled"), "Count"),
-            (
-                "CheckoutLatency",
-                started.elapsed().as_secs_f64() * 1000.0,
-                "Milliseconds",
-            ),
-        ],
-    );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::checkout::PlaceError;
-
-    /// On DynamoDB a concurrent duplicate shows as a TransactionConflict on the
-    /// same idempotency record; the emulator serialises, so it is tested here.
-    #[test]
-    fn a_duplicate_still_in_flight_is_409_with_retry_after() {
-        for e in [PlaceError::Conflict, PlaceError::Duplicate] {
-            let r = ApiError::from(e).into_response("r");
-            assert_eq!(r.status(), 409);
-            assert_eq!(r.headers()["retry-after"], "1");
-            let body: serde_json::Value = serde_json::from_slice(r.body().as_ref()).unwrap();
-            assert_eq!(body["error"], "request_in_progress");
-            assert_eq!(body["details"]["retry_after"], 1);
-        }
+impl ShardMemory for SaleShards<'_> {
+    fn known_empty(&self, shard: u32) -> bool {
+        self.memory.recall(&self.key(shard), self.now).is_some()
     }
 
-    #[test]
-    fn accepted_answers_point_at_the_order() {
-        let r = accepted(202, r#"{"order_id":"ord-1","status":"pending_payment"}"#);
-        assert_eq!(r.status(), 202);
-        assert_eq!(r.headers()["location"], "/orders/ord-1");
+    fn found_empty(&self, shard: u32) {
+        self.memory
+            .remember(self.key(shard), (), self.now + SOLD_OUT_MEMORY);
     }
 }

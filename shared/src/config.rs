@@ -1,7 +1,9 @@
 //! Typed configuration read once at cold start. A missing variable is an init
 //! error that names it; secrets are wrapped so they never reach `Debug` or logs.
 
-use std::fmt;
+pub use secrecy::{ExposeSecret, SecretString as Secret};
+
+use crate::domain::throttle::Throttle;
 
 /// Where configuration values come from: the process environment on Lambda, the
 /// resolved template environment in the local gateway, a map in tests.
@@ -36,25 +38,6 @@ pub(crate) fn required(src: &dyn Source, name: &'static str) -> Result<String, C
     match src.get(name) {
         Some(v) if !v.trim().is_empty() => Ok(v),
         _ => Err(ConfigError::Missing(name)),
-    }
-}
-
-/// A value that must not be printed.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
     }
 }
 
@@ -110,9 +93,8 @@ impl HttpConfig {
 pub struct CheckoutConfig {
     pub http: HttpConfig,
     pub order_queue_url: String,
-    /// Requests one user may make for one SKU per window before 429.
-    pub throttle_burst: u32,
-    pub throttle_window_secs: i64,
+    /// Attempts one user may make on one SKU per window before 429.
+    pub throttle: Throttle,
 }
 
 fn number<T: std::str::FromStr>(
@@ -131,19 +113,25 @@ fn number<T: std::str::FromStr>(
 
 impl CheckoutConfig {
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
-        let cfg = Self {
+        let positive = |name: &'static str, ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    name,
+                    reason: "must be a whole number above 0".into(),
+                })
+            }
+        };
+        let burst: u32 = number(src, "THROTTLE_BURST", 5)?;
+        positive("THROTTLE_BURST", burst > 0)?;
+        let window_secs: i64 = number(src, "THROTTLE_WINDOW_SECONDS", 10)?;
+        positive("THROTTLE_WINDOW_SECONDS", window_secs > 0)?;
+        Ok(Self {
             http: HttpConfig::from_source(src)?,
             order_queue_url: required(src, "ORDER_QUEUE_URL")?,
-            throttle_burst: number(src, "THROTTLE_BURST", 5)?,
-            throttle_window_secs: number(src, "THROTTLE_WINDOW_SECONDS", 10)?,
-        };
-        if cfg.throttle_burst == 0 || cfg.throttle_window_secs <= 0 {
-            return Err(ConfigError::Invalid {
-                name: "THROTTLE_BURST",
-                reason: "burst and window must be positive".into(),
-            });
-        }
-        Ok(cfg)
+            throttle: Throttle { burst, window_secs },
+        })
     }
 }
 
@@ -192,6 +180,48 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+        let s = Secret::from("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(s.expose_secret(), "hunter2");
+    }
+
+    #[test]
+    fn an_invalid_throttle_setting_names_itself() {
+        let base = [
+            ("CATALOG_TABLE", "c"),
+            ("FLASH_SALES_TABLE", "f"),
+            ("ORDERS_TABLE", "o"),
+            ("REQUESTS_TABLE", "r"),
+            ("PARTNERS_TABLE", "p"),
+            ("AUDIT_TABLE", "a"),
+            ("ALLOWED_ORIGINS", "https://shop.example"),
+            ("ORDER_QUEUE_URL", "q"),
+        ];
+        let with = |extra: (&'static str, &'static str)| {
+            let mut pairs = base.to_vec();
+            pairs.push(extra);
+            CheckoutConfig::from_source(&source(&pairs))
+        };
+        let name = |r: Result<CheckoutConfig, ConfigError>| match r {
+            Err(ConfigError::Invalid { name, .. }) => name,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            name(with(("THROTTLE_WINDOW_SECONDS", "0"))),
+            "THROTTLE_WINDOW_SECONDS"
+        );
+        assert_eq!(
+            name(with(("THROTTLE_WINDOW_SECONDS", "x"))),
+            "THROTTLE_WINDOW_SECONDS"
+        );
+        assert_eq!(name(with(("THROTTLE_BURST", "0"))), "THROTTLE_BURST");
+        let ok = with(("THROTTLE_BURST", "7")).unwrap();
+        assert_eq!(
+            ok.throttle,
+            Throttle {
+                burst: 7,
+                window_secs: 10
+            }
+        );
     }
 }

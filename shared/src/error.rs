@@ -1,8 +1,20 @@
-//! The one error shape every HTTP answer uses:
-//! `{"error", "message", "details", "request_id"}` with the statuses of DESIGN.md.
-//! Use cases have their own error enums and convert into [`ApiError`]; this is
-//! the only place that decides a status code or renders an error body.
+//! The one error shape every HTTP answer uses,
+//! `{"error", "message", "details", "request_id"}`, and the one mapping into
+//! it. Domain rules, stores, cursors and use cases return their own typed
+//! errors; every `From<...> for ApiError` lives in this file, and each error
+//! code is built by exactly one function here, so a code carries the same
+//! status and details wherever it is answered (ADR 0009).
 
+use crate::checkout::CheckoutError;
+use crate::cursor::CursorError;
+use crate::domain::Invalid;
+use crate::domain::flash_sale::SaleRule;
+use crate::domain::order::CartRule;
+use crate::domain::ts;
+use crate::routes::Unmatched;
+use crate::store::catalog::PutProductError;
+use crate::store::flash_sales::CreateSaleError;
+use crate::store::{ListError, StoreError};
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde_json::{Map, Value, json};
@@ -21,7 +33,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -32,12 +44,12 @@ impl ApiError {
         }
     }
 
-    pub fn with_detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+    fn with_detail(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.details.insert(key.to_owned(), value.into());
         self
     }
 
-    pub fn with_header(mut self, name: header::HeaderName, value: impl Into<String>) -> Self {
+    fn with_header(mut self, name: header::HeaderName, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
     }
@@ -88,33 +100,14 @@ impl ApiError {
         .with_detail("origin", origin)
     }
 
-    pub fn not_found(what: impl Into<String>) -> Self {
+    /// 404 for a `kind` ("Product") whose id, named `field`, is `id`.
+    pub fn not_found(kind: &str, field: &str, id: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("{} was not found. Check the id and try again.", what.into()),
+            format!("{kind} '{id}' was not found. Check the id and try again."),
         )
-    }
-
-    pub fn route_not_found(method: &str, path: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "There is no such endpoint. See docs/openapi.yaml for the routes.",
-        )
-        .with_detail("method", method)
-        .with_detail("path", path)
-    }
-
-    pub fn method_not_allowed(method: &str, allowed: &[&str]) -> Self {
-        let allow = allowed.join(", ");
-        Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("Method {method} is not allowed here; use one of: {allow}."),
-        )
-        .with_detail("allowed", allowed.to_vec())
-        .with_header(header::ALLOW, allow)
+        .with_detail(field, id)
     }
 
     pub fn payload_too_large(limit: usize) -> Self {
@@ -126,11 +119,47 @@ impl ApiError {
         .with_detail("limit_bytes", limit)
     }
 
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, message)
+    /// 409 with `Retry-After`: a concurrent write to the same items won.
+    fn request_in_progress() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "request_in_progress",
+            "The same request, or another change to the same items, is in progress. Retry in a second.",
+        )
+        .with_header(header::RETRY_AFTER, "1")
+        .with_detail("retry_after", 1)
     }
 
-    pub fn rule_violation(rule: &str, message: impl Into<String>) -> Self {
+    /// 429 with `Retry-After` (whole seconds, at least 1).
+    fn throttled(retry_after: u64) -> Self {
+        let retry_after = retry_after.max(1);
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            format!(
+                "Too many checkout attempts for this product. Wait {retry_after} s and try again."
+            ),
+        )
+        .with_header(header::RETRY_AFTER, retry_after.to_string())
+        .with_detail("retry_after", retry_after)
+    }
+
+    fn insufficient_stock(sku: String, available: Option<i64>) -> Self {
+        let mut e = Self::new(
+            StatusCode::CONFLICT,
+            "insufficient_stock",
+            format!(
+                "Not enough '{sku}' in stock for this quantity. Lower the quantity and try again."
+            ),
+        )
+        .with_detail("sku", sku);
+        if let Some(a) = available {
+            e = e.with_detail("available", a.max(0));
+        }
+        e
+    }
+
+    fn rule_violation(rule: &str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "rule_violation", message)
             .with_detail("rule", rule)
     }
@@ -160,7 +189,7 @@ impl ApiError {
         if let Some(cause) = &self.cause {
             tracing::error!(request_id, error = %cause, "request failed");
         }
-        let mut response = crate::http::json(self.status, &self.body(request_id));
+        let mut response = crate::response::json(self.status, &self.body(request_id));
         for (name, value) in &self.headers {
             if let Ok(v) = HeaderValue::from_str(value) {
                 response.headers_mut().insert(name.clone(), v);
@@ -170,9 +199,168 @@ impl ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        ApiError::invalid_request(&e.field, e.reason)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
         ApiError::internal(e)
+    }
+}
+
+impl From<CursorError> for ApiError {
+    fn from(_: CursorError) -> Self {
+        ApiError::invalid_request("cursor", "is not a cursor this endpoint returned")
+    }
+}
+
+impl From<ListError> for ApiError {
+    fn from(e: ListError) -> Self {
+        match e {
+            ListError::Cursor(e) => e.into(),
+            ListError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<Unmatched> for ApiError {
+    fn from(e: Unmatched) -> Self {
+        if e.allowed.is_empty() {
+            return ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "There is no such endpoint. See docs/openapi.yaml for the routes.",
+            )
+            .with_detail("method", e.method)
+            .with_detail("path", e.path);
+        }
+        let allow = e.allowed.join(", ");
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!(
+                "Method {} is not allowed here; use one of: {allow}.",
+                e.method
+            ),
+        )
+        .with_detail("allowed", e.allowed)
+        .with_header(header::ALLOW, allow)
+    }
+}
+
+impl From<CartRule> for ApiError {
+    fn from(rule: CartRule) -> Self {
+        match rule {
+            CartRule::UnknownSku { sku, line } => ApiError::rule_violation(
+                "unknown_sku",
+                format!("There is no product '{sku}'. Remove it from the cart."),
+            )
+            .with_detail("sku", sku)
+            .with_detail("field", format!("items[{line}].sku")),
+            CartRule::MixedCurrency {
+                sku,
+                currency,
+                cart_currency,
+            } => ApiError::rule_violation(
+                "single_currency",
+                format!("'{sku}' is priced in {currency} but the cart is in {cart_currency}; check out each currency separately."),
+            )
+            .with_detail("sku", sku),
+            CartRule::TotalTooLarge => ApiError::rule_violation(
+                "total_too_large",
+                "The order total is too large. Split the order.",
+            ),
+        }
+    }
+}
+
+impl From<SaleRule> for ApiError {
+    fn from(rule: SaleRule) -> Self {
+        match rule {
+            SaleRule::NotActive { starts_at, ends_at } => ApiError::new(
+                StatusCode::CONFLICT,
+                "sale_not_active",
+                "This flash sale is not running now. See starts_at and ends_at.",
+            )
+            .with_detail("starts_at", ts::format(&starts_at))
+            .with_detail("ends_at", ts::format(&ends_at)),
+            SaleRule::OverLimit { limit } => ApiError::new(
+                StatusCode::CONFLICT,
+                "purchase_limit_reached",
+                format!("This sale allows at most {limit} per customer, counting what you bought before."),
+            )
+            .with_detail("limit", limit),
+        }
+    }
+}
+
+impl From<CheckoutError> for ApiError {
+    fn from(e: CheckoutError) -> Self {
+        match e {
+            CheckoutError::Invalid(e) => e.into(),
+            CheckoutError::Cart(rule) => rule.into(),
+            CheckoutError::Sale(rule) => rule.into(),
+            CheckoutError::LimitReached { limit } => SaleRule::OverLimit { limit }.into(),
+            CheckoutError::SaleNotFound(id) => ApiError::not_found("Flash sale", "sale_id", &id),
+            CheckoutError::SoldOut => ApiError::new(
+                StatusCode::CONFLICT,
+                "sold_out",
+                "This flash sale is sold out.",
+            ),
+            CheckoutError::InsufficientStock { sku, available } => {
+                ApiError::insufficient_stock(sku, available)
+            }
+            CheckoutError::Throttled { retry_after } => ApiError::throttled(retry_after),
+            CheckoutError::KeyReused => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "This Idempotency-Key was used for a different request. Use a new key for a new request.",
+            ),
+            CheckoutError::InProgress => ApiError::request_in_progress(),
+            CheckoutError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<CreateSaleError> for ApiError {
+    fn from(e: CreateSaleError) -> Self {
+        match e {
+            CreateSaleError::ProductNotFound(sku) => ApiError::not_found("Product", "sku", &sku),
+            CreateSaleError::InsufficientStock { sku, available } => {
+                ApiError::insufficient_stock(sku, Some(available))
+            }
+            CreateSaleError::CurrencyMismatch { product_currency } => ApiError::rule_violation(
+                "currency_mismatch",
+                format!("The sale price must be in the product's currency, {product_currency}."),
+            )
+            .with_detail("currency", product_currency),
+            CreateSaleError::AlreadyExists(id) => ApiError::new(
+                StatusCode::CONFLICT,
+                "already_exists",
+                format!(
+                    "A flash sale with id '{id}' already exists. Choose another sale_id or omit it."
+                ),
+            )
+            .with_detail("sale_id", id),
+            CreateSaleError::Conflict => ApiError::request_in_progress(),
+            CreateSaleError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<PutProductError> for ApiError {
+    fn from(e: PutProductError) -> Self {
+        match e {
+            PutProductError::OwnedByPartner(sku) => ApiError::rule_violation(
+                "partner_owned",
+                "This product belongs to a partner and changes only through the partner's feeds.",
+            )
+            .with_detail("sku", sku),
+            PutProductError::Store(e) => e.into(),
+        }
     }
 }
 
@@ -209,8 +397,50 @@ mod tests {
 
     #[test]
     fn method_not_allowed_names_the_allowed_methods() {
-        let r = ApiError::method_not_allowed("DELETE", &["GET"]).into_response("r");
+        let r = ApiError::from(Unmatched {
+            method: "DELETE".into(),
+            path: "/products/A".into(),
+            allowed: vec!["GET"],
+        })
+        .into_response("r");
         assert_eq!(r.status(), 405);
         assert_eq!(r.headers()["allow"], "GET");
+    }
+
+    /// On DynamoDB a concurrent duplicate shows as a TransactionConflict on
+    /// the same idempotency record; the emulator serialises, so it is tested here.
+    #[test]
+    fn in_progress_is_409_with_retry_after_wherever_it_comes_from() {
+        for e in [
+            ApiError::from(CheckoutError::InProgress),
+            ApiError::from(CreateSaleError::Conflict),
+        ] {
+            let r = e.into_response("r");
+            assert_eq!(r.status(), 409);
+            assert_eq!(r.headers()["retry-after"], "1");
+            let body = body_of(&r);
+            assert_eq!(body["error"], "request_in_progress");
+            assert_eq!(body["details"]["retry_after"], 1);
+        }
+    }
+
+    #[test]
+    fn the_purchase_limit_says_the_limit_wherever_it_is_decided() {
+        for e in [
+            ApiError::from(CheckoutError::LimitReached { limit: 2 }),
+            ApiError::from(CheckoutError::Sale(SaleRule::OverLimit { limit: 2 })),
+        ] {
+            let body = e.body("r");
+            assert_eq!(body["error"], "purchase_limit_reached");
+            assert_eq!(body["details"]["limit"], 2);
+        }
+    }
+
+    #[test]
+    fn throttled_always_carries_a_retry_after_of_at_least_one_second() {
+        let r = ApiError::from(CheckoutError::Throttled { retry_after: 0 }).into_response("r");
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "1");
+        assert_eq!(body_of(&r)["details"]["retry_after"], 1);
     }
 }

@@ -1,13 +1,15 @@
-//! Reading API Gateway HTTP API (payload v2) requests and writing JSON answers.
-//! Handlers never parse tokens: the JWT authorizer has verified them and left the
-//! claims in the request context.
+//! Reading API Gateway HTTP API (payload v2) requests, and the answers every
+//! checkout shares. Handlers never parse tokens: the JWT authorizer has
+//! verified them and left the claims in the request context.
 
+use crate::checkout::{Attempt, Outcome};
+use crate::domain::idempotency;
 use crate::error::ApiError;
-use http::{HeaderValue, StatusCode, header};
+use http::{StatusCode, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::time::Instant;
 
 /// The largest JSON body any endpoint accepts. Real requests are well under 4 KiB.
 pub const MAX_JSON_BODY: usize = 64 * 1024;
@@ -82,6 +84,19 @@ impl RequestInfo {
     pub fn caller(&self) -> Result<&Caller, ApiError> {
         self.caller.as_ref().ok_or_else(ApiError::unauthorized)
     }
+
+    /// The span every log line of this request is written in, so one request's
+    /// lines are found by its id; `order_id` and `sale_id` are recorded into it
+    /// once known.
+    pub fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "request",
+            request_id = %self.request_id,
+            route = %self.route_key,
+            order_id = tracing::field::Empty,
+            sale_id = tracing::field::Empty,
+        )
+    }
 }
 
 fn new_request_id() -> String {
@@ -118,20 +133,6 @@ pub fn path_param_opt(req: &Request, name: &str) -> Option<String> {
     req.path_parameters_ref()
         .and_then(|p| p.first(name))
         .map(str::to_owned)
-}
-
-/// The `{sale_id}` path parameter, or the 404 an unknown sale gets (ids longer
-/// than any sale's are not looked up).
-pub fn sale_id(req: &Request) -> Result<String, ApiError> {
-    let id = path_param(req, "sale_id")?;
-    if id.len() > crate::domain::flash_sale::MAX_SALE_ID {
-        return Err(sale_not_found(&id));
-    }
-    Ok(id)
-}
-
-pub fn sale_not_found(sale_id: &str) -> ApiError {
-    ApiError::not_found(format!("Flash sale '{sale_id}'")).with_detail("sale_id", sale_id)
 }
 
 /// A query string parameter, if present.
@@ -211,18 +212,6 @@ pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, 
     typed(&json_value(req, limit)?)
 }
 
-/// A JSON response with the given status.
-pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
-    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-    let mut response = Response::new(Body::Binary(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
 /// Refuses a state-changing request whose `Origin` is not allowed. Requests
 /// without an Origin (server-to-server, curl) pass: CSRF needs a browser, and
 /// browsers always send Origin on cross-site POST/PUT/DELETE.
@@ -235,6 +224,73 @@ pub fn check_origin(req: &Request, allowed: &[String]) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::forbidden_origin(origin))
+    }
+}
+
+/// A checkout request read: caller (401), Origin (403), `Idempotency-Key`
+/// (400), then the body as `T` (413, 400). One parse: the typed body and the
+/// fingerprint come from the same value.
+pub fn attempt<T: DeserializeOwned>(
+    req: &Request,
+    info: &RequestInfo,
+    allowed_origins: &[String],
+) -> Result<Attempt<T>, ApiError> {
+    let caller = info.caller()?;
+    check_origin(req, allowed_origins)?;
+    let key = req
+        .headers()
+        .get("idempotency-key")
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let key = idempotency::check_key(key)?.to_owned();
+    let value = json_value(req, MAX_JSON_BODY)?;
+    let body: T = typed(&value)?;
+    Ok(Attempt {
+        user: caller.sub.clone(),
+        fingerprint: idempotency::fingerprint(&info.route_key, &info.path, &value),
+        key,
+        body,
+    })
+}
+
+/// A checkout's answer: 202 (or the replayed status) with `Location` of the
+/// order, or the error; its outcome counted in EMF.
+pub fn checkout_answer(
+    function: &str,
+    info: &RequestInfo,
+    result: Result<Outcome, ApiError>,
+    started: Instant,
+) -> Response<Body> {
+    let (label, response) = match result {
+        Ok(Outcome::Accepted {
+            order_id,
+            body,
+            queued,
+        }) => {
+            tracing::Span::current().record("order_id", order_id.as_str());
+            if !queued {
+                tracing::warn!("accepted, not queued: the sweeper re-drives the order");
+            }
+            ("accepted", accepted(StatusCode::ACCEPTED, body))
+        }
+        Ok(Outcome::Replayed { status, body }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
+            ("replayed", accepted(status, body))
+        }
+        Err(e) => (e.code(), e.into_response(&info.request_id)),
+    };
+    crate::metrics::checkout(function, label, started.elapsed());
+    response
+}
+
+/// A stored 202 body with `Location: /orders/{order_id}`.
+fn accepted(status: StatusCode, body: String) -> Response<Body> {
+    let order_id = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["order_id"].as_str().map(str::to_owned));
+    let response = crate::response::json_text(status, body);
+    match order_id {
+        Some(id) => crate::response::with_location(response, &format!("/orders/{id}")),
+        None => response,
     }
 }
 
@@ -293,6 +349,16 @@ mod tests {
             field(serde_json::json!({"items": [{"sku": "A", "quantity": 1.5}]})),
             "items[0].quantity"
         );
+    }
+
+    #[test]
+    fn accepted_answers_point_at_the_order() {
+        let r = accepted(
+            StatusCode::ACCEPTED,
+            r#"{"order_id":"ord-1","status":"pending_payment"}"#.into(),
+        );
+        assert_eq!(r.status(), 202);
+        assert_eq!(r.headers()["location"], "/orders/ord-1");
     }
 
     #[test]

@@ -1,23 +1,31 @@
 //! Flashcart's shared library: everything two functions need.
 //!
+//! Dependencies point one way (no cycles): `domain` needs nothing; `store`
+//! needs `domain`; the use case `checkout` needs both; `error` maps all their
+//! errors to the HTTP shape; `http` reads requests and writes the checkout
+//! answer; the handlers in `functions/*` sit on top.
+//!
 //! - [`domain`]: business rules, pure (no I/O, no clock).
 //! - [`store`]: DynamoDB access; conditional failures become domain outcomes.
-//! - [`keys`]: every partition and sort key.
-//! - [`http`], [`error`], [`cursor`]: the HTTP contract of DESIGN.md.
-//! - [`config`], [`aws`], [`logging`]: what a function wires at cold start.
+//! - [`checkout`]: the checkout use case, one entry per checkout kind.
+//! - [`error`]: the error shape and every mapping into it.
+//! - [`http`], [`response`], [`cursor`], [`routes`]: the HTTP contract.
+//! - [`memory`], [`queue`], [`metrics`]: container memory, the order queue, EMF.
+//! - [`config`], [`aws`], [`clock`], [`logging`]: what a function wires at cold start.
 
 pub mod aws;
 pub mod checkout;
+pub mod clock;
 pub mod config;
 pub mod cursor;
 pub mod domain;
 pub mod error;
 pub mod http;
-pub mod keys;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod queue;
+pub mod response;
 pub mod routes;
 pub mod store;
 

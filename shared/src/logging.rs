@@ -1,4 +1,6 @@
 //! Structured JSON logs on stdout, which Lambda ships to CloudWatch Logs.
+//! Each line carries the fields of the span it was written in (the request's
+//! id, and its order or sale once known; see `http::RequestInfo::span`).
 
 use tracing_subscriber::EnvFilter;
 
@@ -9,7 +11,8 @@ pub fn init() {
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
-        .with_current_span(false)
+        .with_current_span(true)
+        .with_span_list(false)
         .with_ansi(false)
         .without_time() // CloudWatch stamps every line
         .try_init();

@@ -1,82 +1,54 @@
-//! Answers a container remembers for a short time, so it can give them again
-//! without a DynamoDB call: "sold out", "throttled until".
+//! What a container remembers for a short while so it can answer again without
+//! DynamoDB: a sale, "sold out", "this shard is empty", "throttled until",
+//! its own recent answers. One bounded cache type for all of them.
+//!
+//! quick_cache evicts by its S3-FIFO policy once full, so memory stays bounded
+//! whatever the traffic; forgetting early only costs a DynamoDB call. Entries
+//! expire on the caller's clock (`now` is passed in), so tests that move time
+//! move this memory too.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use chrono::{DateTime, Duration, Utc};
+use quick_cache::sync::Cache;
 
-/// Keys that are "on" until an instant. Bounded: past `capacity` entries,
-/// expired ones are dropped, and if all are live the map is cleared (the
-/// memory is an optimisation; forgetting only costs a DynamoDB call).
-#[derive(Debug)]
-pub struct Expiring {
-    until: Mutex<HashMap<String, Instant>>,
-    capacity: usize,
+pub struct Memory<V: Clone> {
+    entries: Cache<String, (V, DateTime<Utc>)>,
 }
 
-impl Expiring {
+impl<V: Clone> Memory<V> {
+    /// Holds at most about `capacity` entries.
     pub fn new(capacity: usize) -> Self {
         Self {
-            until: Mutex::new(HashMap::new()),
-            capacity,
+            entries: Cache::new(capacity.max(1)),
         }
     }
 
-    pub fn set(&self, key: &str, until: Instant) {
-        let Ok(mut map) = self.until.lock() else {
-            return;
-        };
-        if map.len() >= self.capacity {
-            let now = Instant::now();
-            map.retain(|_, t| *t > now);
-            if map.len() >= self.capacity {
-                map.clear();
-            }
-        }
-        map.insert(key.to_owned(), until);
+    /// Remembers `value` under `key` until `until`.
+    pub fn remember(&self, key: String, value: V, until: DateTime<Utc>) {
+        self.entries.insert(key, (value, until));
     }
 
-    /// How long `key` stays on, if it is on at `now`.
-    pub fn remaining(&self, key: &str, now: Instant) -> Option<Duration> {
-        let map = self.until.lock().ok()?;
-        map.get(key)
-            .and_then(|t| t.checked_duration_since(now))
-            .filter(|d| !d.is_zero())
+    /// The value under `key`, if it is still remembered at `now`.
+    pub fn recall(&self, key: &str, now: DateTime<Utc>) -> Option<V> {
+        self.recall_for(key, now).map(|(v, _)| v)
+    }
+
+    /// The value under `key` and how long it is still remembered at `now`.
+    pub fn recall_for(&self, key: &str, now: DateTime<Utc>) -> Option<(V, Duration)> {
+        let (value, until) = self.entries.get(key)?;
+        if until > now {
+            Some((value, until - now))
+        } else {
+            self.entries.remove(key);
+            None
+        }
     }
 }
 
-/// Recent answers by key, each with the fingerprint of the request it
-/// answered. Bounded like [`Expiring`]: past capacity it starts over.
-#[derive(Debug)]
-pub struct Recent {
-    answers: Mutex<HashMap<String, (String, String)>>,
-    capacity: usize,
-}
-
-impl Recent {
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            answers: Mutex::new(HashMap::new()),
-            capacity,
-        }
-    }
-
-    pub fn put(&self, key: &str, fingerprint: &str, answer: &str) {
-        let Ok(mut map) = self.answers.lock() else {
-            return;
-        };
-        if map.len() >= self.capacity {
-            map.clear();
-        }
-        map.insert(key.to_owned(), (fingerprint.to_owned(), answer.to_owned()));
-    }
-
-    /// The answer for `key`, if it answered the same request.
-    pub fn get(&self, key: &str, fingerprint: &str) -> Option<String> {
-        let map = self.answers.lock().ok()?;
-        map.get(key)
-            .filter(|(fp, _)| fp == fingerprint)
-            .map(|(_, a)| a.clone())
+impl<V: Clone> std::fmt::Debug for Memory<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory")
+            .field("len", &self.entries.len())
+            .finish()
     }
 }
 
@@ -85,28 +57,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn recent_answers_replay_only_the_same_request() {
-        let r = Recent::new(2);
-        r.put("alice|k1", "fp1", "o1");
-        assert_eq!(r.get("alice|k1", "fp1").as_deref(), Some("o1"));
-        assert_eq!(r.get("alice|k1", "other"), None);
-        assert_eq!(r.get("bob|k1", "fp1"), None);
-        r.put("b", "f", "x");
-        r.put("c", "f", "y");
-        assert!(r.answers.lock().unwrap().len() <= 2);
+    fn entries_expire_on_the_callers_clock() {
+        let m = Memory::new(10);
+        let now = Utc::now();
+        m.remember("a".into(), 1, now + Duration::seconds(5));
+        assert_eq!(m.recall("a", now), Some(1));
+        let (_, left) = m.recall_for("a", now + Duration::seconds(2)).unwrap();
+        assert_eq!(left, Duration::seconds(3));
+        assert_eq!(m.recall("a", now + Duration::seconds(5)), None);
+        assert_eq!(m.recall("b", now), None);
     }
 
     #[test]
-    fn entries_expire_and_the_map_stays_bounded() {
-        let m = Expiring::new(2);
-        let now = Instant::now();
-        m.set("a", now + Duration::from_secs(5));
-        assert!(m.remaining("a", now).is_some());
-        assert!(m.remaining("a", now + Duration::from_secs(6)).is_none());
-        assert!(m.remaining("b", now).is_none());
-        m.set("b", now + Duration::from_secs(5));
-        m.set("c", now + Duration::from_secs(5));
-        assert!(m.until.lock().unwrap().len() <= 2);
-        assert!(m.remaining("c", now).is_some());
+    fn memory_stays_bounded() {
+        let m = Memory::new(100);
+        let later = Utc::now() + Duration::hours(1);
+        for i in 0..10_000 {
+            m.remember(format!("k{i}"), i, later);
+        }
+        assert!(m.entries.len() <= 200, "{}", m.entries.len());
     }
 }

@@ -28,6 +28,30 @@ pub fn emit(function: &str, metrics: &[(&str, f64, &str)]) {
     let _ = writeln!(out, "{line}");
 }
 
+/// One checkout answer: counters by outcome (`accepted`, `replayed`, or the
+/// error code) and its latency.
+pub fn checkout(function: &str, outcome: &str, latency: std::time::Duration) {
+    emit(function, &checkout_metrics(outcome, latency));
+}
+
+fn checkout_metrics(
+    outcome: &str,
+    latency: std::time::Duration,
+) -> [(&'static str, f64, &'static str); 5] {
+    let is = |what: &str| if outcome == what { 1.0 } else { 0.0 };
+    [
+        ("CheckoutAccepted", is("accepted"), "Count"),
+        ("CheckoutReplayed", is("replayed"), "Count"),
+        ("CheckoutSoldOut", is("sold_out"), "Count"),
+        ("CheckoutThrottled", is("throttled"), "Count"),
+        (
+            "CheckoutLatency",
+            latency.as_secs_f64() * 1000.0,
+            "Milliseconds",
+        ),
+    ]
+}
+
 pub fn document(
     function: &str,
     metrics: &[(&str, f64, &str)],
@@ -56,6 +80,16 @@ pub fn document(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_replay_is_counted_as_a_replay_not_an_acceptance() {
+        let m = super::checkout_metrics("replayed", std::time::Duration::from_millis(3));
+        let value = |name: &str| m.iter().find(|(n, ..)| *n == name).unwrap().1;
+        assert_eq!(value("CheckoutAccepted"), 0.0);
+        assert_eq!(value("CheckoutReplayed"), 1.0);
+        let m = super::checkout_metrics("accepted", std::time::Duration::from_millis(3));
+        assert_eq!(m[0].1, 1.0);
+    }
+
     #[test]
     fn documents_follow_the_embedded_metric_format() {
         let d = super::document(

@@ -3,6 +3,10 @@
 
 use aws_sdk_sqs::error::DisplayErrorContext;
 
+#[derive(Debug, thiserror::Error)]
+#[error("SQS SendMessage failed: {0}")]
+pub struct QueueError(String);
+
 #[derive(Clone, Debug)]
 pub struct OrderQueue {
     client: aws_sdk_sqs::Client,
@@ -17,7 +21,7 @@ impl OrderQueue {
         }
     }
 
-    pub async fn send(&self, order_id: &str) -> Result<(), String> {
+    pub async fn send(&self, order_id: &str) -> Result<(), QueueError> {
         self.client
             .send_message()
             .queue_url(&self.url)
@@ -25,6 +29,6 @@ impl OrderQueue {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| DisplayErrorContext(e).to_string())
+            .map_err(|e| QueueError(DisplayErrorContext(e).to_string()))
     }
 }

@@ -27,7 +27,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405_in_the_error_shape() {
 async fn the_authorizer_refuses_forged_expired_and_missing_tokens() {
     let h = Harness::new().await;
     let forged = flashcart_local::jwt::mint(
-        &shared::config::Secret::new("not-the-local-secret-but-long-enough"),
+        &shared::config::Secret::from("not-the-local-secret-but-long-enough"),
         "mallory",
         &["admin".into()],
         60,
@@ -35,7 +35,7 @@ async fn the_authorizer_refuses_forged_expired_and_missing_tokens() {
     .unwrap();
     let now = chrono::Utc::now().timestamp() as u64;
     let expired = flashcart_local::jwt::encode(
-        &shared::config::Secret::new(flashcart_local::jwt::DEFAULT_SECRET),
+        &shared::config::Secret::from(flashcart_local::jwt::DEFAULT_SECRET),
         &flashcart_local::jwt::Claims {
             sub: "alice".into(),
             groups: vec!["admin".into()],

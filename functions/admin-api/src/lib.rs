@@ -3,20 +3,23 @@
 //! leaves an audit record (who, what, when, from where, outcome).
 
 use chrono::{DateTime, Utc};
-use http::{HeaderValue, StatusCode, header};
+use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use shared::ApiError;
 use shared::aws::SdkConfig;
+use shared::clock::SharedClock;
 use shared::config::{ConfigError, HttpConfig, Source};
 use shared::domain::flash_sale::NewFlashSale;
-use shared::domain::product::{ProductInput, check_sku};
+use shared::domain::product::{Product, ProductInput, check_sku};
 use shared::http::{
-    MAX_JSON_BODY, RequestInfo, check_origin, json, json_body, limit_param, path_param, query_param,
+    MAX_JSON_BODY, RequestInfo, check_origin, json_body, limit_param, path_param, query_param,
 };
+use shared::response::{json, with_location};
 use shared::store::audit::{AuditEvent, AuditStore};
-use shared::store::catalog::{CatalogStore, PutProductError};
-use shared::store::flash_sales::{CreateSaleError, FlashSaleStore, SaleView};
+use shared::store::catalog::CatalogStore;
+use shared::store::flash_sales::{FlashSaleStore, SaleView};
+use tracing::Instrument;
 
 pub const ADMIN_GROUP: &str = "admin";
 
@@ -25,6 +28,7 @@ pub struct Deps {
     catalog: CatalogStore,
     sales: FlashSaleStore,
     audit: AuditStore,
+    clock: SharedClock,
 }
 
 impl Deps {
@@ -36,17 +40,33 @@ impl Deps {
             audit: AuditStore::new(dynamo, &config.tables.audit),
             catalog,
             config,
+            clock: shared::clock::system(),
         }
     }
 
     pub fn from_source(src: &dyn Source, sdk: &SdkConfig) -> Result<Self, ConfigError> {
         Ok(Self::new(HttpConfig::from_source(src)?, sdk))
     }
+
+    /// The same function on another clock (tests move time instead of sleeping).
+    pub fn with_clock(self, clock: SharedClock) -> Self {
+        Self { clock, ..self }
+    }
 }
 
 pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, lambda_http::Error> {
     let info = RequestInfo::of(&req);
-    let now = Utc::now();
+    let span = info.span();
+    handle_audited(deps, req, info).instrument(span).await
+}
+
+/// Serves the request, then writes its audit record, whatever the outcome.
+async fn handle_audited(
+    deps: &Deps,
+    req: Request,
+    info: RequestInfo,
+) -> Result<Response<Body>, lambda_http::Error> {
+    let now = deps.clock.now();
     let mut target = String::new();
     let result = route(deps, &req, &info, now, &mut target).await;
     let outcome = match &result {
@@ -101,7 +121,7 @@ async fn route(
         }
         "POST /admin/flash-sales" => create_sale(deps, req, now, target).await,
         "GET /admin/audit" => list_audit(deps, req, now).await,
-        _ => Err(shared::routes::unmatched(&info.method, &info.path)),
+        _ => Err(shared::routes::unmatched(&info.method, &info.path).into()),
     }
 }
 
@@ -115,18 +135,11 @@ async fn put_product(
     let input: ProductInput = json_body(req, MAX_JSON_BODY)?;
     input.validate()?;
     let product = input.into_product(sku, now, now);
-    let previous = deps.catalog.put(&product).await.map_err(|e| match e {
-        PutProductError::OwnedByPartner(sku) => ApiError::rule_violation(
-            "partner_owned",
-            "This product belongs to a partner and changes only through the partner's feeds.",
-        )
-        .with_detail("sku", sku),
-        PutProductError::Store(e) => e.into(),
-    })?;
+    let previous = deps.catalog.put(&product).await?;
     Ok(match previous {
         Some(old) => json(
             StatusCode::OK,
-            &shared::domain::product::Product {
+            &Product {
                 created_at: old.created_at,
                 ..product
             },
@@ -152,34 +165,7 @@ async fn create_sale(
         .unwrap_or_else(|| format!("fs-{}", uuid::Uuid::new_v4().simple()));
     target.clone_from(&sale_id);
     let sale = input.into_sale(sale_id, now);
-    deps.sales.create(&sale).await.map_err(|e| match e {
-        CreateSaleError::ProductNotFound(sku) => {
-            ApiError::not_found(format!("Product '{sku}'")).with_detail("sku", sku)
-        }
-        CreateSaleError::InsufficientStock { sku, available } => ApiError::conflict(
-            "insufficient_stock",
-            format!("Product '{sku}' has {available} in stock, fewer than the sale's quantity. Lower the quantity or add stock."),
-        )
-        .with_detail("sku", sku)
-        .with_detail("available", available),
-        CreateSaleError::CurrencyMismatch { product_currency } => ApiError::rule_violation(
-            "currency_mismatch",
-            format!("The sale price must be in the product's currency, {product_currency}."),
-        )
-        .with_detail("currency", product_currency),
-        CreateSaleError::AlreadyExists(id) => ApiError::conflict(
-            "already_exists",
-            format!("A flash sale with id '{id}' already exists. Choose another sale_id or omit it."),
-        )
-        .with_detail("sale_id", id),
-        CreateSaleError::Conflict => ApiError::conflict(
-            "request_in_progress",
-            "Another change to this product is in progress. Retry in a second.",
-        )
-        .with_header(http::header::RETRY_AFTER, "1")
-        .with_detail("retry_after", 1),
-        CreateSaleError::Store(e) => e.into(),
-    })?;
+    deps.sales.create(&sale).await?;
     let remaining = u64::from(sale.quantity);
     let location = format!("/flash-sales/{}", sale.sale_id);
     let body = SaleView { sale, remaining }.to_body(now);
@@ -198,11 +184,4 @@ async fn list_audit(
         StatusCode::OK,
         &json!({ "items": items, "next_cursor": next_cursor }),
     ))
-}
-
-fn with_location(mut response: Response<Body>, location: &str) -> Response<Body> {
-    if let Ok(v) = HeaderValue::from_str(location) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    response
 }

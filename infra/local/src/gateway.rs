@@ -204,7 +204,7 @@ async fn serve(gw: &Gateway, req: axum::extract::Request, request_id: &str) -> R
         Err(_) => return error(ApiError::payload_too_large(MAX_PAYLOAD), request_id),
     };
     let Some((route, function, params)) = gw.pick(&method, &path) else {
-        return error(ApiError::route_not_found(&method, &path), request_id);
+        return error(shared::routes::unmatched(&method, &path).into(), request_id);
     };
 
     let mut authorizer = None;

@@ -4,7 +4,7 @@
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use shared::config::Secret;
+use shared::config::{ExposeSecret, Secret};
 
 /// The default local signing secret: 35 bytes, since RFC 7518 wants at least
 /// 32 for HS256. Local only; `LOCAL_JWT_SECRET` overrides it.
@@ -43,7 +43,7 @@ impl Claims {
 }
 
 pub fn secret_from_env() -> Secret {
-    Secret::new(std::env::var("LOCAL_JWT_SECRET").unwrap_or_else(|_| DEFAULT_SECRET.to_owned()))
+    Secret::from(std::env::var("LOCAL_JWT_SECRET").unwrap_or_else(|_| DEFAULT_SECRET.to_owned()))
 }
 
 pub fn mint(
@@ -67,7 +67,7 @@ pub fn encode(secret: &Secret, claims: &Claims) -> Result<String, jsonwebtoken::
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         claims,
-        &EncodingKey::from_secret(secret.expose().as_bytes()),
+        &EncodingKey::from_secret(secret.expose_secret().as_bytes()),
     )
 }
 
@@ -79,7 +79,7 @@ pub fn verify(secret: &Secret, token: &str) -> Result<Claims, jsonwebtoken::erro
     validation.set_required_spec_claims(&["exp", "sub"]);
     jsonwebtoken::decode::<Claims>(
         token,
-        &DecodingKey::from_secret(secret.expose().as_bytes()),
+        &DecodingKey::from_secret(secret.expose_secret().as_bytes()),
         &validation,
     )
     .map(|d| d.claims)
@@ -91,7 +91,7 @@ mod tests {
 
     #[test]
     fn a_minted_token_verifies_and_carries_its_groups() {
-        let s = Secret::new(DEFAULT_SECRET);
+        let s = Secret::from(DEFAULT_SECRET);
         let t = mint(&s, "alice", &["admin".into()], 60).unwrap();
         let c = verify(&s, &t).unwrap();
         assert_eq!(c.sub, "alice");
@@ -100,8 +100,8 @@ mod tests {
 
     #[test]
     fn forged_expired_and_unsigned_tokens_fail() {
-        let s = Secret::new(DEFAULT_SECRET);
-        let other = Secret::new("another-secret-that-is-long-enough-x");
+        let s = Secret::from(DEFAULT_SECRET);
+        let other = Secret::from("another-secret-that-is-long-enough-x");
         assert!(verify(&s, &mint(&other, "mallory", &[], 60).unwrap()).is_err());
         let now = chrono::Utc::now().timestamp() as u64;
         let expired = encode(

@@ -82,7 +82,7 @@ impl LocalStack {
             }
         };
         let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        match Self::deploy(sdk, &prefix, Secret::new(jwt::DEFAULT_SECRET)).await {
+        match Self::deploy(sdk, &prefix, Secret::from(jwt::DEFAULT_SECRET)).await {
             Ok(s) => s,
             Err(e) => panic!("deploying the test stack failed: {e}"),
         }

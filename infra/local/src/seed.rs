@@ -10,7 +10,7 @@ use shared::domain::money::Money;
 use shared::domain::product::ProductInput;
 use shared::store::catalog::CatalogStore;
 use shared::store::flash_sales::{CreateSaleError, FlashSaleStore};
-use shared::store::partners::{ApiKeyRecord, Partner, PartnerStore};
+use shared::store::partners::{ApiKeyRecord, CreatePartnerError, Partner, PartnerStore};
 
 use crate::bootstrap::Stack;
 
@@ -146,7 +146,7 @@ pub async fn seed(stack: &Stack, sdk: &SdkConfig) -> Result<Seeded, SeedError> {
 
     let key = ApiKey::parse(DEMO_PARTNER_KEY)
         .ok_or_else(|| SeedError::Partner("demo key is malformed".into()))?;
-    PartnerStore::new(dynamo, stack.table("PartnersTable"))
+    let created = PartnerStore::new(dynamo, stack.table("PartnersTable"))
         .create(
             &Partner {
                 partner_id: DEMO_PARTNER.into(),
@@ -161,8 +161,11 @@ pub async fn seed(stack: &Stack, sdk: &SdkConfig) -> Result<Seeded, SeedError> {
                 revoked_at: None,
             },
         )
-        .await
-        .map_err(|e| SeedError::Partner(e.to_string()))?;
+        .await;
+    match created {
+        Ok(()) | Err(CreatePartnerError::AlreadyExists(_)) => {}
+        Err(e) => return Err(SeedError::Partner(e.to_string())),
+    }
 
     Ok(Seeded {
         products: CATALOG.len(),

@@ -3,11 +3,24 @@
 //! nothing to brute-force that a slow hash would protect).
 
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A key with its secret. Neither `Debug` nor `==` can leak it: `Debug` shows
+/// the key id only, and the only comparison is [`ApiKey::matches`], in
+/// constant time.
+#[derive(Clone)]
 pub struct ApiKey {
     pub key_id: String,
     secret: String,
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("key_id", &self.key_id)
+            .field("secret", &"***")
+            .finish()
+    }
 }
 
 impl ApiKey {
@@ -46,6 +59,16 @@ impl ApiKey {
     pub fn secret_hash(&self) -> String {
         hex::encode(Sha256::digest(self.secret.as_bytes()))
     }
+
+    /// Whether this key's secret hashes to `stored_hash` (hex), compared in
+    /// constant time so the time taken says nothing about how much matched.
+    pub fn matches(&self, stored_hash: &str) -> bool {
+        let ours = Sha256::digest(self.secret.as_bytes());
+        match hex::decode(stored_hash) {
+            Ok(theirs) => bool::from(ours.as_slice().ct_eq(&theirs)),
+            Err(_) => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -56,10 +79,20 @@ mod tests {
     fn generated_keys_parse_back() {
         let k = ApiKey::generate();
         let p = ApiKey::parse(&k.reveal()).unwrap();
-        assert_eq!(p, k);
-        assert_eq!(p.secret_hash(), k.secret_hash());
+        assert_eq!(p.key_id, k.key_id);
+        assert!(p.matches(&k.secret_hash()));
+        assert!(!ApiKey::generate().matches(&k.secret_hash()));
+        assert!(!p.matches("not hex"));
         assert_eq!(k.secret_hash().len(), 64);
         assert_ne!(ApiKey::generate().reveal(), k.reveal());
+    }
+
+    #[test]
+    fn a_key_never_prints_its_secret() {
+        let k = ApiKey::generate();
+        let printed = format!("{k:?}");
+        assert!(printed.contains(&k.key_id));
+        assert!(!printed.contains(&k.reveal()[k.key_id.len() + 4..]));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! kept in K shards so no single DynamoDB item takes every write.
 
 use super::money::Money;
+use super::order::OrderLine;
 use super::text::check_id;
 use super::{Invalid, ts};
 use chrono::{DateTime, Utc};
@@ -26,6 +27,24 @@ pub enum SaleState {
     Ended,
 }
 
+/// Where `now` falls in a sale's window: `[starts_at, ends_at)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    Upcoming,
+    Open,
+    Ended,
+}
+
+pub fn window(starts_at: DateTime<Utc>, ends_at: DateTime<Utc>, now: DateTime<Utc>) -> Window {
+    if now >= ends_at {
+        Window::Ended
+    } else if now < starts_at {
+        Window::Upcoming
+    } else {
+        Window::Open
+    }
+}
+
 /// The state a shopper sees: the window decides first, then the stock left.
 pub fn state(
     starts_at: DateTime<Utc>,
@@ -33,15 +52,24 @@ pub fn state(
     remaining: u64,
     now: DateTime<Utc>,
 ) -> SaleState {
-    if now >= ends_at {
-        SaleState::Ended
-    } else if now < starts_at {
-        SaleState::Upcoming
-    } else if remaining == 0 {
-        SaleState::SoldOut
-    } else {
-        SaleState::Active
+    match window(starts_at, ends_at, now) {
+        Window::Upcoming => SaleState::Upcoming,
+        Window::Ended => SaleState::Ended,
+        Window::Open if remaining == 0 => SaleState::SoldOut,
+        Window::Open => SaleState::Active,
     }
+}
+
+/// Why a sale refuses a purchase before any stock is looked at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SaleRule {
+    #[error("the sale is not running (from {starts_at} to {ends_at})")]
+    NotActive {
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+    },
+    #[error("at most {limit} per customer")]
+    OverLimit { limit: u32 },
 }
 
 /// A sale as stored (its shards are separate items).
@@ -59,6 +87,40 @@ pub struct FlashSale {
     pub shards: u32,
     #[serde(with = "ts")]
     pub created_at: DateTime<Utc>,
+}
+
+impl FlashSale {
+    pub fn window(&self, now: DateTime<Utc>) -> Window {
+        window(self.starts_at, self.ends_at, now)
+    }
+
+    /// The order line of buying `quantity` at `now`, priced at the sale price,
+    /// and its total; or the rule that refuses it. Stock and what the buyer
+    /// bought before are the store's to check.
+    pub fn buy(&self, quantity: u32, now: DateTime<Utc>) -> Result<(OrderLine, Money), SaleRule> {
+        if self.window(now) != Window::Open {
+            return Err(SaleRule::NotActive {
+                starts_at: self.starts_at,
+                ends_at: self.ends_at,
+            });
+        }
+        if quantity > self.per_user_limit {
+            return Err(SaleRule::OverLimit {
+                limit: self.per_user_limit,
+            });
+        }
+        // price <= MAX_AMOUNT (10^10) and quantity <= MAX_QUANTITY (10^6): no overflow
+        let total = Money {
+            amount: self.price.amount * i64::from(quantity),
+            currency: self.price.currency.clone(),
+        };
+        let line = OrderLine {
+            sku: self.sku.clone(),
+            quantity,
+            unit_price: self.price.clone(),
+        };
+        Ok((line, total))
+    }
 }
 
 /// The body of `POST /admin/flash-sales`.
@@ -184,6 +246,29 @@ mod tests {
         assert_eq!(state(t(10), t(12), 0, t(12)), SaleState::Ended);
         assert_eq!(state(t(10), t(12), 5, t(13)), SaleState::Ended);
         assert_eq!(state(t(10), t(12), 0, t(9)), SaleState::Upcoming);
+    }
+
+    fn stored(quantity: u32) -> FlashSale {
+        sale().into_sale("s1".into(), t(8)).with_quantity(quantity)
+    }
+
+    impl FlashSale {
+        fn with_quantity(mut self, quantity: u32) -> Self {
+            self.quantity = quantity;
+            self
+        }
+    }
+
+    #[test]
+    fn a_sale_sells_only_inside_its_window_and_within_the_limit() {
+        let s = stored(100);
+        assert!(matches!(s.buy(1, t(9)), Err(SaleRule::NotActive { .. })));
+        assert!(matches!(s.buy(1, t(12)), Err(SaleRule::NotActive { .. })));
+        assert_eq!(s.buy(3, t(10)), Err(SaleRule::OverLimit { limit: 2 }));
+        let (line, total) = s.buy(2, t(10)).unwrap();
+        assert_eq!((line.quantity, line.unit_price.amount), (2, 500));
+        assert_eq!(total.amount, 1000);
+        assert_eq!(total.currency, "EUR");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod money;
 pub mod order;
 pub mod product;
 pub mod text;
+pub mod throttle;
 
 /// A rule broken by a request: which field, and why, in words a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,12 +24,6 @@ impl Invalid {
             field: field.into(),
             reason: reason.into(),
         }
-    }
-}
-
-impl From<Invalid> for crate::error::ApiError {
-    fn from(e: Invalid) -> Self {
-        crate::error::ApiError::invalid_request(&e.field, e.reason)
     }
 }
 

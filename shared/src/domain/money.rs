@@ -46,11 +46,6 @@ pub fn check_currency(field: &str, code: &str) -> Result<(), Invalid> {
     }
 }
 
-/// How many decimal places the currency's minor unit has (2 for EUR, 0 for JPY).
-pub fn minor_unit_digits(code: &str) -> Option<u16> {
-    Currency::from_code(code).and_then(|c| c.exponent())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,13 +78,5 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn minor_units_follow_the_currency() {
-        assert_eq!(minor_unit_digits("EUR"), Some(2));
-        assert_eq!(minor_unit_digits("JPY"), Some(0));
-        assert_eq!(minor_unit_digits("BHD"), Some(3));
-        assert_eq!(minor_unit_digits("NOPE"), None);
     }
 }

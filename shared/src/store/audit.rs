@@ -1,10 +1,10 @@
 //! The audit trail: an append-only table (functions may only PutItem into it,
 //! with a condition that never overwrites), read newest first by admins.
 
-use super::{StoreError, item_with_keys, s};
-use crate::cursor;
+use super::keys::{PK, SK, audit as keys};
+use super::{ListError, StoreError, item_with_keys, string_attr};
+use crate::cursor::{self, CursorError};
 use crate::domain::ts;
-use crate::keys::{PK, SK, audit::*};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -55,13 +55,7 @@ impl AuditStore {
     }
 
     pub async fn record(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let item = item_with_keys(
-            event,
-            &[
-                (PK, day_pk(event.at.date_naive())),
-                (SK, event_sk(&event.at, &event.event_id)),
-            ],
-        )?;
+        let item = item_with_keys(event, keys::event(&event.at, &event.event_id))?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -80,7 +74,7 @@ impl AuditStore {
         limit: usize,
         cursor: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<(Vec<AuditEvent>, Option<String>), crate::error::ApiError> {
+    ) -> Result<(Vec<AuditEvent>, Option<String>), ListError> {
         let today = now.date_naive();
         let mut at = match cursor {
             Some(c) => {
@@ -90,14 +84,9 @@ impl AuditStore {
                     .ok()
                     .and_then(|d| d.parse::<NaiveDate>().ok());
                 let sk = key["sk"].as_s().ok().cloned().filter(|s| !s.is_empty());
-                match day {
-                    Some(day) => Resume { day, sk },
-                    None => {
-                        return Err(crate::error::ApiError::invalid_request(
-                            "cursor",
-                            "is not a cursor this endpoint returned",
-                        ));
-                    }
+                Resume {
+                    day: day.ok_or(CursorError)?,
+                    sk,
                 }
             }
             None => Resume {
@@ -115,13 +104,11 @@ impl AuditStore {
                 .table_name(&self.table)
                 .key_condition_expression("#pk = :pk")
                 .expression_attribute_names("#pk", PK)
-                .expression_attribute_values(":pk", s(day_pk(at.day)))
+                .expression_attribute_values(":pk", string_attr(keys::day_pk(at.day)))
                 .scan_index_forward(false)
                 .limit((limit - events.len()) as i32);
             if let Some(sk) = &at.sk {
-                query = query
-                    .exclusive_start_key(PK, s(day_pk(at.day)))
-                    .exclusive_start_key(SK, s(sk));
+                query = query.set_exclusive_start_key(Some(keys::resume_at(at.day, sk)));
             }
             let out = query
                 .send()
@@ -146,8 +133,8 @@ impl AuditStore {
         }
         let next = (at.day >= oldest).then(|| {
             let key = [
-                ("day".to_owned(), s(at.day.to_string())),
-                ("sk".to_owned(), s(at.sk.unwrap_or_default())),
+                ("day".to_owned(), string_attr(at.day.to_string())),
+                ("sk".to_owned(), string_attr(at.sk.unwrap_or_default())),
             ]
             .into();
             cursor::encode(&key)

@@ -1,18 +1,11 @@
 //! The catalog table: products and their stock.
 
-use super::{Item, StoreError, item_with_keys, s};
-use crate::cursor::{self, Key};
+use super::keys::{GSI1PK, GSI1SK, PK, SK, catalog as keys};
+use super::{Item, ListError, Page, StoreError, item_with_keys, string_attr};
+use crate::cursor;
 use crate::domain::product::Product;
-use crate::keys::{GSI1PK, GSI1SK, PK, SK, catalog::*};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::ReturnValue;
-
-/// One page of a listing.
-#[derive(Debug)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PutProductError {
@@ -36,28 +29,12 @@ impl CatalogStore {
         }
     }
 
-    pub fn table(&self) -> &str {
+    pub(crate) fn table(&self) -> &str {
         &self.table
     }
 
-    pub fn key(sku: &str) -> Item {
-        [
-            (PK.to_owned(), s(product_pk(sku))),
-            (SK.to_owned(), s(PRODUCT_SK)),
-        ]
-        .into()
-    }
-
-    pub(crate) fn item(product: &Product) -> Result<Item, StoreError> {
-        item_with_keys(
-            product,
-            &[
-                (PK, product_pk(&product.sku)),
-                (SK, PRODUCT_SK.to_owned()),
-                (GSI1PK, category_pk(&product.category)),
-                (GSI1SK, product.sku.clone()),
-            ],
-        )
+    fn item(product: &Product) -> Result<Item, StoreError> {
+        item_with_keys(product, keys::product_keys(&product.sku, &product.category))
     }
 
     /// Creates or replaces a shop-owned product in one write and returns the
@@ -83,7 +60,7 @@ impl CatalogStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(&product.sku)))
+            .set_key(Some(keys::product(&product.sku)))
             .update_expression(format!("SET {}", sets.join(", ")))
             .condition_expression("attribute_not_exists(#owner)")
             .set_expression_attribute_names(Some(
@@ -114,7 +91,7 @@ impl CatalogStore {
     }
 
     pub async fn get(&self, sku: &str) -> Result<Option<Product>, StoreError> {
-        super::get_item(&self.client, &self.table, Self::key(sku)).await
+        super::get_item(&self.client, &self.table, keys::product(sku), false).await
     }
 
     /// A page of products, by category (index query) or all (table scan; the
@@ -125,7 +102,7 @@ impl CatalogStore {
         category: Option<&str>,
         limit: i32,
         cursor: Option<&str>,
-    ) -> Result<Page<Product>, crate::error::ApiError> {
+    ) -> Result<Page<Product>, ListError> {
         let (items, last) = match category {
             Some(category) => {
                 let start = cursor
@@ -135,10 +112,10 @@ impl CatalogStore {
                     .client
                     .query()
                     .table_name(&self.table)
-                    .index_name(BY_CATEGORY)
+                    .index_name(keys::BY_CATEGORY)
                     .key_condition_expression("#p = :p")
                     .expression_attribute_names("#p", GSI1PK)
-                    .expression_attribute_values(":p", s(category_pk(category)))
+                    .expression_attribute_values(":p", string_attr(keys::category_pk(category)))
                     .limit(limit)
                     .set_exclusive_start_key(start)
                     .send()
@@ -168,7 +145,7 @@ impl CatalogStore {
         Ok(Page {
             items,
             next_cursor: last
-                .filter(|k: &Key| !k.is_empty())
+                .filter(|k| !k.is_empty())
                 .and_then(|k| cursor::encode(&k)),
         })
     }
@@ -179,8 +156,8 @@ impl CatalogStore {
         &self,
         skus: &[&str],
     ) -> Result<std::collections::HashMap<String, Product>, StoreError> {
-        let keys = skus.iter().map(|sku| Self::key(sku)).collect();
-        super::batch_get(&self.client, &self.table, keys, true)
+        let wanted = skus.iter().map(|sku| keys::product(sku)).collect();
+        super::batch_get(&self.client, &self.table, wanted, true)
             .await?
             .into_iter()
             .map(|item| {

@@ -1,13 +1,13 @@
 //! The flash-sales table: sales, their stock shards, per-buyer counters.
 
-use super::{Item, StoreError, get_n, item_with_keys, n, s};
+use super::keys::{PK, catalog, flash_sales as keys};
+use super::transaction::Transaction;
+use super::{StoreError, item_with_keys, number_attr, read_number, string_attr};
 use crate::domain::flash_sale::{FlashSale, split};
 use crate::domain::product::Product;
 use crate::domain::ts;
-use crate::keys::{PK, SK, flash_sales::*};
 use crate::store::catalog::CatalogStore;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -54,6 +54,14 @@ impl SaleView {
     }
 }
 
+/// The parts of a sale's creating transaction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Creating {
+    ProductStock,
+    Sale,
+    Shard,
+}
+
 #[derive(Clone, Debug)]
 pub struct FlashSaleStore {
     client: Client,
@@ -70,8 +78,8 @@ impl FlashSaleStore {
         }
     }
 
-    fn key(pk: String, sk: &str) -> Item {
-        [(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))].into()
+    pub(crate) fn table(&self) -> &str {
+        &self.table
     }
 
     /// Moves the sale's quantity out of the product's stock and into K shards,
@@ -80,7 +88,7 @@ impl FlashSaleStore {
     pub async fn create(&self, sale: &FlashSale) -> Result<(), CreateSaleError> {
         let take_stock = Update::builder()
             .table_name(self.catalog.table())
-            .set_key(Some(CatalogStore::key(&sale.sku)))
+            .set_key(Some(catalog::product(&sale.sku)))
             .update_expression("SET #stock = #stock - :q, #updated = :now")
             .condition_expression("attribute_exists(#pk) AND #stock >= :q AND #price.#cur = :cur")
             .expression_attribute_names("#pk", PK)
@@ -88,80 +96,50 @@ impl FlashSaleStore {
             .expression_attribute_names("#updated", "updated_at")
             .expression_attribute_names("#price", "price")
             .expression_attribute_names("#cur", "currency")
-            .expression_attribute_values(":q", n(sale.quantity))
-            .expression_attribute_values(":now", s(ts::format(&sale.created_at)))
-            .expression_attribute_values(":cur", s(&sale.price.currency))
+            .expression_attribute_values(":q", number_attr(sale.quantity))
+            .expression_attribute_values(":now", string_attr(ts::format(&sale.created_at)))
+            .expression_attribute_values(":cur", string_attr(&sale.price.currency))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let sale_item = item_with_keys(
-            sale,
-            &[(PK, sale_pk(&sale.sale_id)), (SK, SALE_SK.to_owned())],
-        )?;
+            .map_err(StoreError::from)?;
         let put_sale = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(sale_item))
+            .set_item(Some(item_with_keys(sale, keys::sale(&sale.sale_id))?))
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PK)
             .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut writes = vec![
+            .map_err(StoreError::from)?;
+        let mut tx = Transaction::new();
+        tx.push(
+            Creating::ProductStock,
             TransactWriteItem::builder().update(take_stock).build(),
+        );
+        tx.push(
+            Creating::Sale,
             TransactWriteItem::builder().put(put_sale).build(),
-        ];
+        );
         for (i, units) in split(sale.quantity, sale.shards).into_iter().enumerate() {
-            let mut item = Self::key(shard_pk(&sale.sale_id, i as u32), SHARD_SK);
-            item.insert("sale_id".into(), s(&sale.sale_id));
-            item.insert("remaining".into(), n(units));
-            item.insert("allocated".into(), n(units));
+            let mut item = keys::shard(&sale.sale_id, i as u32);
+            item.insert("sale_id".into(), string_attr(&sale.sale_id));
+            item.insert("remaining".into(), number_attr(units));
+            item.insert("allocated".into(), number_attr(units));
             let put = Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(item))
                 .build()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            writes.push(TransactWriteItem::builder().put(put).build());
+                .map_err(StoreError::from)?;
+            tx.push(
+                Creating::Shard,
+                TransactWriteItem::builder().put(put).build(),
+            );
         }
-        // DynamoDB cancels a transaction that races another on the same item
-        // (TransactionConflict); the SDK does not retry that, so retry here a
-        // few times with jitter before calling it a conflict.
-        let mut attempt = 0;
-        let (err, reasons) = loop {
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(writes.clone()))
-                .send()
-                .await;
-            let err = match result {
-                Ok(_) => return Ok(()),
-                Err(e) => e,
-            };
-            let reasons = match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
-                    c.cancellation_reasons().to_vec()
-                }
-                _ => return Err(StoreError::dynamo("TransactWriteItems", &err).into()),
-            };
-            if !reasons
-                .iter()
-                .any(|r| r.code() == Some("TransactionConflict"))
-            {
-                break (err, reasons);
-            }
-            attempt += 1;
-            if attempt == 3 {
-                return Err(CreateSaleError::Conflict);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(
-                fastrand::u64(10..50) << attempt,
-            ))
-            .await;
+        let cancelled = match tx.commit(&self.client).await? {
+            Ok(()) => return Ok(()),
+            Err(c) => c,
         };
-        let failed =
-            |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-        if failed(0) {
+        if let Some((_, old)) = cancelled.first_failed(|r| r == Creating::ProductStock) {
             // DynamoDB returns the product as it was; emulators may not, so read it.
-            let product: Option<Product> = match reasons.first().and_then(|r| r.item()) {
+            let product: Option<Product> = match old {
                 Some(item) => {
                     Some(serde_dynamo::from_item(item.clone()).map_err(StoreError::from)?)
                 }
@@ -180,20 +158,16 @@ impl FlashSaleStore {
                 },
             });
         }
-        if failed(1) {
+        if cancelled.failed(Creating::Sale) {
             return Err(CreateSaleError::AlreadyExists(sale.sale_id.clone()));
         }
-        Err(StoreError::dynamo("TransactWriteItems", &err).into())
+        // conflicts outlasted the retries (or a reason DynamoDB has not documented)
+        Err(CreateSaleError::Conflict)
     }
 
     /// The sale without its stock (one GetItem), for checkout, which caches it.
     pub async fn get_sale(&self, sale_id: &str) -> Result<Option<FlashSale>, StoreError> {
-        super::get_item(
-            &self.client,
-            &self.table,
-            Self::key(sale_pk(sale_id), SALE_SK),
-        )
-        .await
+        super::get_item(&self.client, &self.table, keys::sale(sale_id), false).await
     }
 
     /// The sale and the units left in its shards.
@@ -201,19 +175,31 @@ impl FlashSaleStore {
         let Some(sale) = self.get_sale(sale_id).await? else {
             return Ok(None);
         };
-        let remaining = self.remaining(&sale).await?;
+        let remaining = self.shard_remaining(&sale, false).await?.iter().sum();
         Ok(Some(SaleView { sale, remaining }))
     }
 
-    /// Units left over all shards, read in one batch (at most 50 keys).
-    pub async fn remaining(&self, sale: &FlashSale) -> Result<u64, StoreError> {
-        let keys: Vec<Item> = (0..sale.shards)
-            .map(|i| Self::key(shard_pk(&sale.sale_id, i), SHARD_SK))
+    /// The units left in each shard, by shard number, in one BatchGetItem (at
+    /// most 50 keys). `consistent` when a decision rests on it.
+    pub async fn shard_remaining(
+        &self,
+        sale: &FlashSale,
+        consistent: bool,
+    ) -> Result<Vec<u64>, StoreError> {
+        let wanted: Vec<_> = (0..sale.shards)
+            .map(|i| keys::shard(&sale.sale_id, i))
             .collect();
-        super::batch_get(&self.client, &self.table, keys, false)
-            .await?
-            .iter()
-            .map(|item| get_n::<u64>(item, "remaining"))
-            .sum()
+        let mut left = vec![0; wanted.len()];
+        let found = super::batch_get(&self.client, &self.table, wanted.clone(), consistent).await?;
+        for item in found {
+            let shard = wanted
+                .iter()
+                .position(|k| k.get(PK) == item.get(PK))
+                .ok_or_else(|| StoreError::Corrupt(format!("a shard of sale {}", sale.sale_id)))?;
+            left[shard] = read_number(&item, "remaining").ok_or_else(|| {
+                StoreError::Corrupt(format!("remaining of shard {shard} of {}", sale.sale_id))
+            })?;
+        }
+        Ok(left)
     }
 }

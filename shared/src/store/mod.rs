@@ -1,18 +1,26 @@
-//! DynamoDB stores. A failed condition becomes a domain outcome here
-//! (`SoldOut`, `AlreadyExists`, ...); callers never inspect SDK errors.
+//! DynamoDB access. A failed condition becomes a domain outcome here
+//! (`SoldOut`, `AlreadyExists`, ...); callers never see an SDK type or error.
+//!
+//! - [`keys`]: every key, built in one place.
+//! - [`transaction`]: the one way a TransactWriteItems is run and read.
+//! - one module per table, and [`reservations`]: the checkout transactions,
+//!   which span the catalog, flash-sale, orders and requests tables.
 
 pub mod audit;
 pub mod catalog;
-pub mod checkout;
 pub mod flash_sales;
+pub mod keys;
 pub mod orders;
 pub mod partners;
 pub mod requests;
+pub mod reservations;
+pub(crate) mod transaction;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use std::collections::HashMap;
 
+/// An item, or a key, as DynamoDB holds it.
 pub type Item = HashMap<String, AttributeValue>;
 
 /// Anything unexpected from DynamoDB; mapped to a 500 whose cause is logged.
@@ -22,10 +30,12 @@ pub enum StoreError {
     Dynamo { op: &'static str, message: String },
     #[error("a stored item could not be read: {0}")]
     Corrupt(String),
+    #[error("a request could not be built: {0}")]
+    Request(String),
 }
 
 impl StoreError {
-    pub fn dynamo<E, R>(op: &'static str, e: &SdkError<E, R>) -> Self
+    pub(crate) fn dynamo<E, R>(op: &'static str, e: &SdkError<E, R>) -> Self
     where
         E: std::error::Error + 'static,
         R: std::fmt::Debug,
@@ -43,20 +53,41 @@ impl From<serde_dynamo::Error> for StoreError {
     }
 }
 
-pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+impl From<aws_sdk_dynamodb::error::BuildError> for StoreError {
+    fn from(e: aws_sdk_dynamodb::error::BuildError) -> Self {
+        StoreError::Request(e.to_string())
+    }
+}
+
+/// Why a page of a listing could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error(transparent)]
+    Cursor(#[from] crate::cursor::CursorError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One page of a listing.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+pub(crate) fn string_attr(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-pub(crate) fn n(value: impl ToString) -> AttributeValue {
+pub(crate) fn number_attr(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-/// Reads a whole number attribute.
-pub(crate) fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
+/// A whole-number attribute of `item`, if it is there and is one.
+pub(crate) fn read_number<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
     item.get(name)
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| StoreError::Corrupt(format!("attribute {name} is missing or not a number")))
 }
 
 /// The item at `key`, read as `T`, if there is one.
@@ -64,11 +95,13 @@ pub(crate) async fn get_item<T: serde::de::DeserializeOwned>(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
     key: Item,
+    consistent: bool,
 ) -> Result<Option<T>, StoreError> {
     let out = client
         .get_item()
         .table_name(table)
         .set_key(Some(key))
+        .consistent_read(consistent)
         .send()
         .await
         .map_err(|e| StoreError::dynamo("GetItem", &e))?;
@@ -78,8 +111,11 @@ pub(crate) async fn get_item<T: serde::de::DeserializeOwned>(
         .map_err(StoreError::from)
 }
 
+/// How often unprocessed keys of a BatchGetItem are asked for again.
+const BATCH_ATTEMPTS: u32 = 5;
+
 /// Every item of `keys` that exists (one BatchGetItem of at most 100 keys),
-/// retrying unprocessed keys a bounded number of times.
+/// asking again for unprocessed keys a bounded number of times.
 pub(crate) async fn batch_get(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
@@ -94,11 +130,10 @@ pub(crate) async fn batch_get(
     let request = KeysAndAttributes::builder()
         .set_keys(Some(keys))
         .consistent_read(consistent)
-        .build()
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        .build()?;
     let mut request = HashMap::from([(table.to_owned(), request)]);
-    // Unprocessed keys come back under throttling; back off and ask again.
-    for attempt in 0..5 {
+    // Unprocessed keys come back under throttling: back off and ask again.
+    for attempt in 0..BATCH_ATTEMPTS {
         let out = client
             .batch_get_item()
             .set_request_items(Some(request))
@@ -115,38 +150,31 @@ pub(crate) async fn batch_get(
             None => return Ok(found),
             Some(rest) => request = rest,
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+        transaction::RETRY.wait(attempt).await;
     }
-    Err(StoreError::Corrupt(format!(
-        "{table}: keys still unprocessed after 5 attempts"
-    )))
+    Err(StoreError::Dynamo {
+        op: "BatchGetItem",
+        message: format!("{table}: keys still unprocessed after {BATCH_ATTEMPTS} attempts"),
+    })
 }
 
 /// The transaction item that puts `item` only where nothing is yet.
-pub(crate) fn put_new(
-    table: &str,
-    item: Item,
-) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, StoreError> {
-    let put = aws_sdk_dynamodb::types::Put::builder()
+pub(crate) fn put_new(table: &str, item: Item) -> Result<TransactWriteItem, StoreError> {
+    let put = Put::builder()
         .table_name(table)
         .set_item(Some(item))
         .condition_expression("attribute_not_exists(#pk)")
-        .expression_attribute_names("#pk", crate::keys::PK)
-        .build()
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
-        .put(put)
-        .build())
+        .expression_attribute_names("#pk", keys::PK)
+        .build()?;
+    Ok(TransactWriteItem::builder().put(put).build())
 }
 
-/// Serialises `value` and adds the key attributes to it.
+/// `value` serialised, with its key attributes added.
 pub(crate) fn item_with_keys<T: serde::Serialize>(
     value: &T,
-    keys: &[(&str, String)],
+    keys: Item,
 ) -> Result<Item, StoreError> {
     let mut item: Item = serde_dynamo::to_item(value)?;
-    for (name, v) in keys {
-        item.insert((*name).to_owned(), s(v.clone()));
-    }
+    item.extend(keys);
     Ok(item)
 }

@@ -1,8 +1,9 @@
 //! The partners table: partners and their API keys (hash only).
 
-use super::{StoreError, item_with_keys};
+use super::keys::partners as keys;
+use super::transaction::Transaction;
+use super::{StoreError, item_with_keys, put_new};
 use crate::domain::ts;
-use crate::keys::{PK, SK, partners::*};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,27 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<String>,
 }
 
+/// Why a partner was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreatePartnerError {
+    #[error("partner {0} already exists")]
+    AlreadyExists(String),
+    /// The key id is taken (ids are random: a retry with a new key succeeds).
+    #[error("key id {0} already exists")]
+    KeyIdTaken(String),
+    #[error("another write to the same items was in progress")]
+    Conflict,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The parts of a partner's creating transaction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Creating {
+    Partner,
+    Key,
+}
+
 #[derive(Clone, Debug)]
 pub struct PartnerStore {
     client: Client,
@@ -41,46 +63,37 @@ impl PartnerStore {
         }
     }
 
-    /// Writes a partner and its first key together; an existing partner id is
-    /// left untouched (`Ok(false)`).
-    pub async fn create(&self, partner: &Partner, key: &ApiKeyRecord) -> Result<bool, StoreError> {
-        use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
-        let put = |item, what: &str| {
-            Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", PK)
-                .build()
-                .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+    /// Writes a partner and its first key together, neither over an existing item.
+    pub async fn create(
+        &self,
+        partner: &Partner,
+        key: &ApiKeyRecord,
+    ) -> Result<(), CreatePartnerError> {
+        let mut tx = Transaction::new();
+        tx.push(
+            Creating::Partner,
+            put_new(
+                &self.table,
+                item_with_keys(partner, keys::partner(&partner.partner_id))?,
+            )?,
+        );
+        tx.push(
+            Creating::Key,
+            put_new(
+                &self.table,
+                item_with_keys(key, keys::api_key(&key.key_id))?,
+            )?,
+        );
+        let cancelled = match tx.commit(&self.client).await? {
+            Ok(()) => return Ok(()),
+            Err(c) => c,
         };
-        let p = item_with_keys(
-            partner,
-            &[
-                (PK, partner_pk(&partner.partner_id)),
-                (SK, PROFILE_SK.to_owned()),
-            ],
-        )?;
-        let k = item_with_keys(
-            key,
-            &[(PK, api_key_pk(&key.key_id)), (SK, KEY_SK.to_owned())],
-        )?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put(p, "partner")?).build())
-            .transact_items(TransactWriteItem::builder().put(put(k, "key")?).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_transaction_canceled_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::dynamo("TransactWriteItems", &e)),
-        }
+        Err(if cancelled.failed(Creating::Partner) {
+            CreatePartnerError::AlreadyExists(partner.partner_id.clone())
+        } else if cancelled.failed(Creating::Key) {
+            CreatePartnerError::KeyIdTaken(key.key_id.clone())
+        } else {
+            CreatePartnerError::Conflict
+        })
     }
 }

@@ -1,14 +1,27 @@
-//! The requests table: idempotency records and throttle windows, both removed
+//! The requests table: idempotency records and throttle counters, both removed
 //! by TTL.
 
-use super::{Item, StoreError, n, s};
-use crate::keys::{PK, SK, requests::*};
+use super::keys::requests as keys;
+use super::{Item, StoreError, number_attr, read_number, string_attr};
+use crate::domain::throttle::Throttle;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
-/// Records live a day: long enough for any client's retries.
+/// Records live a day: long enough for any client's retries (Stripe keeps its
+/// keys 24 h too).
 const RECORD_TTL_SECS: i64 = 24 * 3600;
+/// Counters outlive their window by a minute, then TTL removes them.
+const COUNTER_GRACE_SECS: i64 = 60;
+
+/// Which request an idempotency record belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestKey<'a> {
+    pub user: &'a str,
+    pub key: &'a str,
+    /// What the request asked for (see `domain::idempotency::fingerprint`).
+    pub fingerprint: &'a str,
+}
 
 /// What an earlier request with the same idempotency key left.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,30 +32,17 @@ pub enum Earlier {
     Reused,
 }
 
-/// Whether a throttle window still has room.
+/// Whether a throttle window still had room for one more attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Throttle {
+pub enum Counted {
     Allowed,
-    /// Seconds until the window ends (at least 1).
-    Throttled {
-        retry_after: u64,
-    },
+    Full,
 }
 
 #[derive(Clone, Debug)]
 pub struct RequestStore {
     client: Client,
     table: String,
-}
-
-/// Seconds until the current fixed window of `window_secs` ends (at least 1).
-pub fn retry_after(now: DateTime<Utc>, window_secs: i64) -> u64 {
-    let epoch = now.timestamp();
-    (window_secs - epoch.rem_euclid(window_secs)).max(1) as u64
-}
-
-fn key(pk: String, sk: &str) -> Item {
-    [(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))].into()
 }
 
 impl RequestStore {
@@ -56,111 +56,87 @@ impl RequestStore {
     /// The transaction item that records a request's answer under its key,
     /// only if the key is new: a checkout's own transaction carries it, so the
     /// order and its idempotency record exist together or not at all.
-    pub fn record(
+    pub(crate) fn record_item(
         &self,
-        user: &str,
-        key_value: &str,
-        fingerprint: &str,
+        request: &RequestKey<'_>,
         status: u16,
         body: &str,
         now: DateTime<Utc>,
     ) -> Result<TransactWriteItem, StoreError> {
-        let mut item = key(idempotency_pk(user, key_value), IDEMPOTENCY_SK);
-        item.insert("fingerprint".into(), s(fingerprint));
-        item.insert("response_status".into(), n(status));
-        item.insert("response_body".into(), s(body));
-        item.insert(TTL.into(), n(now.timestamp() + RECORD_TTL_SECS));
+        let mut item = keys::idempotency(request.user, request.key);
+        item.insert("fingerprint".into(), string_attr(request.fingerprint));
+        item.insert("response_status".into(), number_attr(status));
+        item.insert("response_body".into(), string_attr(body));
+        item.insert(
+            keys::TTL.into(),
+            number_attr(now.timestamp() + RECORD_TTL_SECS),
+        );
         super::put_new(&self.table, item)
     }
 
     /// What an earlier request with this key left, if anything (one strongly
     /// consistent read).
-    pub async fn lookup(
-        &self,
-        user: &str,
-        key_value: &str,
-        fingerprint: &str,
-    ) -> Result<Option<Earlier>, StoreError> {
+    pub async fn lookup(&self, request: &RequestKey<'_>) -> Result<Option<Earlier>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(idempotency_pk(user, key_value), IDEMPOTENCY_SK)))
+            .set_key(Some(keys::idempotency(request.user, request.key)))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| StoreError::dynamo("GetItem", &e))?;
-        Ok(out.item.map(|item| {
-            let text = |k: &str| {
-                item.get(k)
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default()
-            };
-            if text("fingerprint") != fingerprint {
-                return Earlier::Reused;
-            }
-            Earlier::Replay {
-                status: item
-                    .get("response_status")
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(202),
-                body: text("response_body"),
-            }
-        }))
+        Ok(out.item.map(|item| earlier(&item, request.fingerprint)))
     }
 
-    /// The update that counts one request of `user` on `sku` in the current
-    /// fixed window of `window_secs`, refused once `burst` have been counted.
-    fn count(
+    /// The update that counts one attempt of `user` on `sku` in the current
+    /// window, refused once the window holds `burst`.
+    fn count_update(
         &self,
         user: &str,
         sku: &str,
+        throttle: &Throttle,
         now: DateTime<Utc>,
-        burst: u32,
-        window_secs: i64,
     ) -> Result<Update, StoreError> {
-        let epoch = now.timestamp();
-        let window_start = epoch - epoch.rem_euclid(window_secs);
-        Update::builder()
+        let start = throttle.window_start(now);
+        Ok(Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key(throttle_pk(user, sku, window_start), THROTTLE_SK)))
+            .set_key(Some(keys::throttle(user, sku, start)))
             .update_expression("ADD #count :one SET #ttl = :ttl")
             .condition_expression("attribute_not_exists(#count) OR #count < :burst")
             .expression_attribute_names("#count", "count")
-            .expression_attribute_names("#ttl", TTL)
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":burst", n(burst))
-            .expression_attribute_values(":ttl", n(window_start + window_secs + 60))
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))
+            .expression_attribute_names("#ttl", keys::TTL)
+            .expression_attribute_values(":one", number_attr(1))
+            .expression_attribute_values(":burst", number_attr(throttle.burst))
+            .expression_attribute_values(
+                ":ttl",
+                number_attr(start + throttle.window_secs + COUNTER_GRACE_SECS),
+            )
+            .build()?)
     }
 
-    /// The throttle count as a transaction item, so a checkout's own transaction
-    /// counts it: an accepted checkout is one DynamoDB round trip.
-    pub fn count_item(
+    /// The count as a transaction item, so a checkout's own transaction counts
+    /// it: an accepted checkout is one DynamoDB round trip.
+    pub(crate) fn count_item(
         &self,
         user: &str,
         sku: &str,
+        throttle: &Throttle,
         now: DateTime<Utc>,
-        burst: u32,
-        window_secs: i64,
     ) -> Result<TransactWriteItem, StoreError> {
-        let update = self.count(user, sku, now, burst, window_secs)?;
+        let update = self.count_update(user, sku, throttle, now)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    /// Counts one request on its own (an attempt whose transaction failed).
-    pub async fn hit(
+    /// Counts one attempt on its own (an attempt whose transaction failed).
+    pub async fn count(
         &self,
         user: &str,
         sku: &str,
+        throttle: &Throttle,
         now: DateTime<Utc>,
-        burst: u32,
-        window_secs: i64,
-    ) -> Result<Throttle, StoreError> {
-        let u = self.count(user, sku, now, burst, window_secs)?;
+    ) -> Result<Counted, StoreError> {
+        let u = self.count_update(user, sku, throttle, now)?;
         let result = self
             .client
             .update_item()
@@ -173,16 +149,30 @@ impl RequestStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Throttle::Allowed),
+            Ok(_) => Ok(Counted::Allowed),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
             {
-                Ok(Throttle::Throttled {
-                    retry_after: retry_after(now, window_secs),
-                })
+                Ok(Counted::Full)
             }
             Err(e) => Err(StoreError::dynamo("UpdateItem", &e)),
         }
+    }
+}
+
+fn earlier(item: &Item, fingerprint: &str) -> Earlier {
+    let text = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    if text("fingerprint") != fingerprint {
+        return Earlier::Reused;
+    }
+    Earlier::Replay {
+        status: read_number(item, "response_status").unwrap_or(202),
+        body: text("response_body"),
     }
 }

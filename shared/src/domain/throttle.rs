@@ -1,0 +1,47 @@
+//! The per-user+SKU throttle: at most `burst` checkout attempts in each fixed
+//! window of `window_secs`. Fixed windows need one counter per window and no
+//! clock agreement between containers beyond the epoch second.
+
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttle {
+    /// Attempts one user may make on one SKU per window before 429.
+    pub burst: u32,
+    pub window_secs: i64,
+}
+
+impl Throttle {
+    /// The epoch second the window holding `now` started.
+    pub fn window_start(&self, now: DateTime<Utc>) -> i64 {
+        let epoch = now.timestamp();
+        epoch - epoch.rem_euclid(self.window_secs)
+    }
+
+    /// Whole seconds until the window holding `now` ends (at least 1), for
+    /// `Retry-After`.
+    pub fn retry_after(&self, now: DateTime<Utc>) -> u64 {
+        let epoch = now.timestamp();
+        (self.window_secs - epoch.rem_euclid(self.window_secs)).max(1) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn windows_are_fixed_and_retry_after_counts_down_to_one() {
+        let t = Throttle {
+            burst: 5,
+            window_secs: 10,
+        };
+        let at = |s| Utc.timestamp_opt(s, 0).unwrap();
+        assert_eq!(t.window_start(at(1_000_000_003)), 1_000_000_000);
+        assert_eq!(t.retry_after(at(1_000_000_000)), 10);
+        assert_eq!(t.retry_after(at(1_000_000_003)), 7);
+        assert_eq!(t.retry_after(at(1_000_000_009)), 1);
+        assert_eq!(t.window_start(at(1_000_000_010)), 1_000_000_010);
+    }
+}

@@ -1,0 +1,159 @@
+//! Every partition and sort key, built here and nowhere else. Builders return
+//! the DynamoDB key (or the key attributes an item carries, indexes included),
+//! so no store assembles one. The access patterns they serve are listed in
+//! docs/data-model.md.
+//!
+//! All tables use string attributes `pk` and `sk`; secondary indexes use
+//! `gsi1pk`/`gsi1sk`. Entity prefixes keep one table able to hold more kinds of
+//! item later without a migration (scenario M3).
+
+use super::{Item, string_attr};
+
+pub const PK: &str = "pk";
+pub const SK: &str = "sk";
+pub const GSI1PK: &str = "gsi1pk";
+pub const GSI1SK: &str = "gsi1sk";
+
+fn key(pk: String, sk: impl Into<String>) -> Item {
+    [
+        (PK.to_owned(), string_attr(pk)),
+        (SK.to_owned(), string_attr(sk)),
+    ]
+    .into()
+}
+
+fn with_index(mut item: Item, gsi1pk: String, gsi1sk: impl Into<String>) -> Item {
+    item.insert(GSI1PK.to_owned(), string_attr(gsi1pk));
+    item.insert(GSI1SK.to_owned(), string_attr(gsi1sk));
+    item
+}
+
+/// Catalog table. Products carry their own stock, so a checkout decrements the
+/// product item itself. The table holds products only, so listing every product
+/// is a plain paged Scan.
+pub mod catalog {
+    use super::*;
+
+    /// gsi1: category -> SKU.
+    pub const BY_CATEGORY: &str = "by_category";
+
+    pub fn product(sku: &str) -> Item {
+        key(format!("PRODUCT#{sku}"), "PRODUCT")
+    }
+    /// A product's key attributes, its category index included.
+    pub fn product_keys(sku: &str, category: &str) -> Item {
+        with_index(product(sku), category_pk(category), sku)
+    }
+    pub fn category_pk(category: &str) -> String {
+        format!("CATEGORY#{category}")
+    }
+}
+
+/// Flash-sales table. Each shard and each buyer's counter is its own partition
+/// key, so a hot sale spreads over K + buyers partitions instead of one item.
+pub mod flash_sales {
+    use super::*;
+
+    pub fn sale(sale_id: &str) -> Item {
+        key(format!("SALE#{sale_id}"), "SALE")
+    }
+    pub fn shard(sale_id: &str, shard: u32) -> Item {
+        key(format!("SALE#{sale_id}#SHARD#{shard}"), "SHARD")
+    }
+    pub fn purchases(sale_id: &str, user: &str) -> Item {
+        key(format!("SALE#{sale_id}#USER#{user}"), "PURCHASES")
+    }
+}
+
+/// Orders table. gsi1 (`by_status`) holds status -> reservation expiry, what
+/// the sweeper will walk.
+pub mod orders {
+    use super::*;
+    use crate::domain::order::Order;
+    use crate::domain::ts;
+
+    pub fn order(order_id: &str) -> Item {
+        key(format!("ORDER#{order_id}"), "ORDER")
+    }
+    /// An order's key attributes, its status index included.
+    pub fn order_keys(order: &Order) -> Item {
+        with_index(
+            self::order(&order.order_id),
+            format!("STATUS#{}", order.status.as_str()),
+            ts::format(&order.expires_at),
+        )
+    }
+}
+
+/// Requests table: short-lived records removed by TTL (`expires_at_epoch`).
+pub mod requests {
+    use super::*;
+
+    pub const TTL: &str = "expires_at_epoch";
+
+    /// Keys are per user: one user's key never collides with another's.
+    pub fn idempotency(user: &str, key_value: &str) -> Item {
+        key(format!("IDEMPOTENCY#{user}#{key_value}"), "IDEMPOTENCY")
+    }
+    /// One counter per user, SKU and fixed window.
+    pub fn throttle(user: &str, sku: &str, window_start: i64) -> Item {
+        key(format!("THROTTLE#{user}#{sku}#{window_start}"), "THROTTLE")
+    }
+}
+
+/// Audit table: append-only, one partition per UTC day, newest first by `sk`.
+pub mod audit {
+    use super::*;
+    use chrono::{DateTime, NaiveDate, Utc};
+
+    pub fn day_pk(day: NaiveDate) -> String {
+        format!("AUDIT#{}", day.format("%Y-%m-%d"))
+    }
+    /// Sorts by time; the id keeps two events of the same millisecond apart.
+    pub fn event(at: &DateTime<Utc>, event_id: &str) -> Item {
+        key(
+            day_pk(at.date_naive()),
+            format!("{}#{event_id}", crate::domain::ts::format(at)),
+        )
+    }
+    /// Where a newest-first read of `day` resumes.
+    pub fn resume_at(day: NaiveDate, sk: &str) -> Item {
+        key(day_pk(day), sk)
+    }
+}
+
+/// Partners table: partners, their API keys (by key id, hash only), feeds.
+pub mod partners {
+    use super::*;
+
+    pub fn partner(partner_id: &str) -> Item {
+        key(format!("PARTNER#{partner_id}"), "PROFILE")
+    }
+    pub fn api_key(key_id: &str) -> Item {
+        key(format!("APIKEY#{key_id}"), "KEY")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pk(item: &Item) -> &str {
+        item[PK].as_s().unwrap()
+    }
+
+    #[test]
+    fn keys_are_prefixed_by_entity() {
+        assert_eq!(pk(&catalog::product("MUG-1")), "PRODUCT#MUG-1");
+        assert_eq!(pk(&flash_sales::shard("s1", 3)), "SALE#s1#SHARD#3");
+        assert_eq!(
+            pk(&flash_sales::purchases("s1", "alice")),
+            "SALE#s1#USER#alice"
+        );
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
+        assert_eq!(audit::day_pk(day), "AUDIT#2026-11-21");
+        let indexed = catalog::product_keys("MUG-1", "kitchen");
+        assert_eq!(indexed[GSI1PK].as_s().unwrap(), "CATEGORY#kitchen");
+        assert_eq!(indexed.len(), 4);
+    }
+}
