@@ -21,6 +21,7 @@ one for DynamoDB, one for SQS and S3 (ADR 0008).
 
 import argparse
 import json
+import re
 import os
 import pickle
 import signal
@@ -36,6 +37,7 @@ from werkzeug.serving import make_server
 
 
 STATS_PATH = "/_flashcart/stats"
+APP_NAME = re.compile(r"\bapp/([A-Za-z0-9_.-]+)")
 # Attributes the launcher adds to moto's cached update-expression trees.
 FROZEN = "_flashcart_frozen"
 SOURCE = "_flashcart_source"
@@ -333,28 +335,35 @@ def _patch_send_message():
 class SerialisedDynamoDB:
     """WSGI middleware: one DynamoDB request at a time, everything else in parallel.
 
-    It also counts DynamoDB requests by operation; GET /_flashcart/stats answers
-    the counts as JSON (the flash-sale benchmark reads them to report DynamoDB
-    calls per checkout)."""
+    It also counts DynamoDB requests by operation, and by the SDK's app name
+    (`app/<name>` in its user agent) so a test can count its own client's calls
+    while other tests run; GET /_flashcart/stats answers the counts as JSON (the
+    flash-sale benchmark reads them to report DynamoDB calls per checkout)."""
 
     def __init__(self, app):
         self.app = app
         self.lock = threading.Lock()
         self.count_lock = threading.Lock()  # counting never waits behind a DynamoDB request
         self.counts = {}
+        self.by_app = {}
 
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO") == STATS_PATH and environ.get("REQUEST_METHOD") == "GET":
             with self.count_lock:
-                body = json.dumps({"dynamodb": dict(self.counts)}).encode()
+                stats = {"dynamodb": dict(self.counts), "by_app": {a: dict(c) for a, c in self.by_app.items()}}
+                body = json.dumps(stats).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if not target.startswith("DynamoDB_"):
             return self.app(environ, start_response)
         operation = target.split(".", 1)[-1]
+        app = APP_NAME.search(environ.get("HTTP_X_AMZ_USER_AGENT", ""))
         with self.count_lock:
             self.counts[operation] = self.counts.get(operation, 0) + 1
+            if app:
+                per_app = self.by_app.setdefault(app.group(1), {})
+                per_app[operation] = per_app.get(operation, 0) + 1
         if operation in UNLOCKED:
             return self.app(environ, start_response)
         with self.lock:

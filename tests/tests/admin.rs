@@ -2,15 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-mod common;
-
-use chrono::{Duration, Utc};
-use common::{Harness, error_code};
+use crate::common::{Harness, error_code};
+use chrono::{DateTime, Duration, Utc};
 use http::{Method, Request};
 use serde_json::{Value, json};
 
-fn sale(id: &str, sku: &str, quantity: u32) -> Value {
-    let now = Utc::now();
+fn sale(now: DateTime<Utc>, id: &str, sku: &str, quantity: u32) -> Value {
     json!({
         "sale_id": id, "sku": sku, "price": {"amount": 900, "currency": "EUR"}, "quantity": quantity,
         "starts_at": (now - Duration::minutes(1)).to_rfc3339(), "ends_at": (now + Duration::hours(1)).to_rfc3339(),
@@ -49,7 +46,6 @@ async fn put_creates_then_replaces_a_product_keeping_its_creation_time() {
     assert_eq!(second.status, 200);
     assert_eq!(second.body["created_at"], first.body["created_at"]);
     assert_eq!(stock(&h, "MUG-1").await, 9);
-    h.done().await;
 }
 
 #[tokio::test]
@@ -109,7 +105,6 @@ async fn invalid_products_are_400_with_the_field_named_and_nothing_written() {
         404,
         "nothing was written"
     );
-    h.done().await;
 }
 
 #[tokio::test]
@@ -121,7 +116,7 @@ async fn a_flash_sale_moves_its_quantity_out_of_product_stock() {
             Method::POST,
             "/admin/flash-sales",
             Some(&h.admin()),
-            Some(sale("s1", "TV-1", 60)),
+            Some(sale(h.now(), "s1", "TV-1", 60)),
         )
         .await;
     assert_eq!(a.status, 201, "{}", a.body);
@@ -141,7 +136,7 @@ async fn a_flash_sale_moves_its_quantity_out_of_product_stock() {
             Method::POST,
             "/admin/flash-sales",
             Some(&h.admin()),
-            Some(sale("s2", "TV-1", 41)),
+            Some(sale(h.now(), "s2", "TV-1", 41)),
         )
         .await;
     assert_eq!(b.status, 409);
@@ -157,13 +152,12 @@ async fn a_flash_sale_moves_its_quantity_out_of_product_stock() {
             Method::POST,
             "/admin/flash-sales",
             Some(&h.admin()),
-            Some(sale("s1", "TV-1", 10)),
+            Some(sale(h.now(), "s1", "TV-1", 10)),
         )
         .await;
     assert_eq!(c.status, 409);
     assert_eq!(error_code(&c), "already_exists");
     assert_eq!(stock(&h, "TV-1").await, 40);
-    h.done().await;
 }
 
 #[tokio::test]
@@ -172,14 +166,14 @@ async fn concurrent_sales_never_take_more_than_the_stock() {
     h.product("HOT-1", "tv", 1000, 100).await;
     let mut racers = tokio::task::JoinSet::new();
     for i in 0..10 {
-        let (router, token) = (h.router.clone(), h.admin());
+        let (router, token, now) = (h.router.clone(), h.admin(), h.now());
         racers.spawn(async move {
-            common::call(
+            crate::common::call(
                 router,
                 Method::POST,
                 "/admin/flash-sales",
                 Some(&token),
-                Some(sale(&format!("race-{i}"), "HOT-1", 30)),
+                Some(sale(now, &format!("race-{i}"), "HOT-1", 30)),
             )
             .await
             .status
@@ -194,15 +188,14 @@ async fn concurrent_sales_never_take_more_than_the_stock() {
         "{statuses:?}"
     );
     assert_eq!(stock(&h, "HOT-1").await, 10);
-    h.done().await;
 }
 
 #[tokio::test]
 async fn sale_rules_are_enforced_before_anything_is_written() {
     let h = Harness::new().await;
     h.product("TV-2", "tv", 50000, 100).await;
-    let now = Utc::now();
-    let mut backwards = sale("b1", "TV-2", 8);
+    let now = h.now();
+    let mut backwards = sale(h.now(), "b1", "TV-2", 8);
     backwards["ends_at"] = json!((now - Duration::hours(2)).to_rfc3339());
     let a = h
         .call(
@@ -215,7 +208,7 @@ async fn sale_rules_are_enforced_before_anything_is_written() {
     assert_eq!(a.status, 400);
     assert_eq!(a.body["details"]["field"], "ends_at");
 
-    let mut usd = sale("b2", "TV-2", 8);
+    let mut usd = sale(h.now(), "b2", "TV-2", 8);
     usd["price"] = json!({"amount": 900, "currency": "USD"});
     let b = h
         .call(
@@ -234,13 +227,13 @@ async fn sale_rules_are_enforced_before_anything_is_written() {
             Method::POST,
             "/admin/flash-sales",
             Some(&h.admin()),
-            Some(sale("b3", "NO-SUCH", 8)),
+            Some(sale(h.now(), "b3", "NO-SUCH", 8)),
         )
         .await;
     assert_eq!(c.status, 404);
     assert_eq!(c.body["details"]["sku"], "NO-SUCH");
 
-    let mut bad_date = sale("b4", "TV-2", 8);
+    let mut bad_date = sale(h.now(), "b4", "TV-2", 8);
     bad_date["starts_at"] = json!("tomorrow");
     let d = h
         .call(
@@ -253,7 +246,6 @@ async fn sale_rules_are_enforced_before_anything_is_written() {
     assert_eq!(d.status, 400);
     assert_eq!(d.body["details"]["field"], "starts_at");
     assert_eq!(stock(&h, "TV-2").await, 100);
-    h.done().await;
 }
 
 #[tokio::test]
@@ -307,7 +299,6 @@ async fn non_admins_are_refused_and_every_attempt_is_audited() {
         .call(Method::GET, "/admin/audit", Some(&h.shopper("eve")), None)
         .await;
     assert_eq!(shopper_reads.status, 403);
-    h.done().await;
 }
 
 #[tokio::test]
@@ -327,5 +318,4 @@ async fn state_changes_from_a_foreign_origin_are_refused() {
     assert_eq!(a.status, 403);
     assert_eq!(error_code(&a), "forbidden_origin");
     assert_eq!(h.get("/products/X-3").await.status, 404);
-    h.done().await;
 }

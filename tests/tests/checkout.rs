@@ -2,11 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-mod common;
-
-use common::{Harness, error_code};
+use crate::common::{Harness, error_code};
 use http::{Method, Request};
 use serde_json::{Value, json};
+use shared::checkout::{Attempt, Outcome};
+use shared::domain::order::{CartLine, CheckoutRequest, OrderStatus};
 
 fn cart(lines: &[(&str, u32)]) -> Value {
     json!({
@@ -86,7 +86,6 @@ async fn a_checkout_reserves_stock_writes_the_order_and_queues_it() {
         .unwrap();
     let body: Value = serde_json::from_str(got.messages()[0].body().unwrap()).unwrap();
     assert_eq!(body["order_id"], order_id.as_str());
-    h.done().await;
 }
 
 #[tokio::test]
@@ -107,7 +106,6 @@ async fn a_line_short_of_stock_refuses_the_whole_cart_and_reserves_nothing() {
         .checkout("alice", "k-1", &cart(&[("MUG-1", 2), ("PAN-1", 1)]))
         .await;
     assert_eq!(b.status, 202, "{}", b.body);
-    h.done().await;
 }
 
 #[tokio::test]
@@ -212,7 +210,6 @@ async fn bad_carts_are_refused_with_the_field_or_rule_named_and_nothing_reserved
     assert_eq!(long.status, 400);
     assert_eq!(long.body["details"]["field"], "Idempotency-Key");
     assert_eq!(h.stock("MUG-1").await, 10);
-    h.done().await;
 }
 
 #[tokio::test]
@@ -249,7 +246,6 @@ async fn idempotency_replays_and_refuses_reuse() {
     assert_eq!(bob.status, 202);
     assert_ne!(bob.body["order_id"], first.body["order_id"]);
     assert_eq!(h.stock("MUG-1").await, 8);
-    h.done().await;
 }
 
 #[tokio::test]
@@ -267,7 +263,7 @@ async fn a_body_with_anything_after_the_json_is_refused_not_replayed() {
             .header("content-type", "application/json")
             .body(axum::body::Body::from(body))
             .unwrap();
-        common::send(h.router.clone(), req)
+        crate::common::send(h.router.clone(), req)
     };
     let first = send(format!("{}x", cart(&[("MUG-1", 1)]))).await;
     assert_eq!(first.status, 400);
@@ -278,7 +274,6 @@ async fn a_body_with_anything_after_the_json_is_refused_not_replayed() {
     let other = send(format!("{}x", cart(&[("PAN-1", 9)]))).await;
     assert_eq!(other.status, 400);
     assert_eq!(h.stock("PAN-1").await, 10);
-    h.done().await;
 }
 
 #[tokio::test]
@@ -290,7 +285,8 @@ async fn concurrent_duplicates_of_one_request_create_one_order() {
     for _ in 0..5 {
         let (router, token) = (h.router.clone(), token.clone());
         tasks.spawn(async move {
-            common::post_checkout(router, "/checkout", &token, "dup", &cart(&[("MUG-1", 1)])).await
+            crate::common::post_checkout(router, "/checkout", &token, "dup", &cart(&[("MUG-1", 1)]))
+                .await
         });
     }
     let answers = tasks.join_all().await;
@@ -308,7 +304,6 @@ async fn concurrent_duplicates_of_one_request_create_one_order() {
     );
     assert_eq!(ids.len(), 1, "one order, however many duplicates");
     assert_eq!(h.stock("MUG-1").await, 99);
-    h.done().await;
 }
 
 #[tokio::test]
@@ -320,7 +315,7 @@ async fn hundreds_of_concurrent_buyers_never_oversell() {
     for i in 0..200 {
         let (router, token) = (h.router.clone(), h.shopper(&format!("buyer-{i}")));
         tasks.spawn(async move {
-            common::post_checkout(
+            crate::common::post_checkout(
                 router,
                 "/checkout",
                 &token,
@@ -344,7 +339,6 @@ async fn hundreds_of_concurrent_buyers_never_oversell() {
     assert_eq!(sold, start, "every unit sold, none twice");
     assert_eq!(left + sold, start, "stock + sold = starting quantity");
     assert_eq!(left, 0);
-    h.done().await;
 }
 
 #[tokio::test]
@@ -380,7 +374,6 @@ async fn one_user_hammering_a_sku_is_throttled_with_retry_after() {
             .status,
         202
     );
-    h.done().await;
 }
 
 #[tokio::test]
@@ -420,7 +413,6 @@ async fn state_changes_need_the_token_and_an_allowed_origin() {
         .unwrap();
     assert_eq!(h.send(allowed).await.status, 202);
     assert_eq!(h.stock("MUG-1").await, 9);
-    h.done().await;
 }
 
 #[tokio::test]
@@ -428,43 +420,44 @@ async fn an_order_written_but_not_queued_is_kept_pending_payment() {
     let h = Harness::new().await;
     h.product("MUG-1", "kitchen", 1299, 10).await;
     // the same function, its queue URL pointing nowhere
-    let env = h.env_of("CheckoutFunction");
-    let broken = move |k: &str| {
-        if k == "ORDER_QUEUE_URL" {
-            Some("http://127.0.0.1:9/000000000000/gone".to_owned())
-        } else {
-            env(k)
-        }
+    let checkout = h.checkout_container(
+        "CheckoutFunction",
+        "unqueued",
+        &[("ORDER_QUEUE_URL", "http://127.0.0.1:9/000000000000/gone")],
+    );
+    let attempt = Attempt {
+        user: "alice".into(),
+        key: "k-1".into(),
+        fingerprint: "fp-1".into(),
+        body: CheckoutRequest {
+            items: vec![CartLine {
+                sku: "MUG-1".into(),
+                quantity: 1,
+            }],
+            payment_token: "tok_ok".into(),
+        },
     };
-    let deps = checkout::Deps::from_source(&broken, &h.stack.sdk).unwrap();
-    let mut event: Value =
-        serde_json::from_str(include_str!("../fixtures/apigw-v2-checkout.json")).unwrap();
-    event["body"] = cart(&[("MUG-1", 1)]).to_string().into();
-    let resp = checkout::handle(
-        &deps,
-        lambda_http::request::from_str(&event.to_string()).unwrap(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(resp.status(), 202);
-    let body: Value = serde_json::from_slice(resp.body().as_ref()).unwrap();
-    let order_id = body["order_id"].as_str().unwrap();
+    let outcome = checkout.cart(&attempt, h.now()).await.unwrap();
+    let Outcome::Accepted {
+        order_id, queued, ..
+    } = outcome
+    else {
+        panic!("not accepted: {outcome:?}");
+    };
+    assert!(!queued, "the send failed and the outcome says so");
     let orders = shared::store::orders::OrderStore::new(
         aws_sdk_dynamodb::Client::new(&h.stack.sdk),
         h.stack.stack.table("OrdersTable"),
     );
     let order = orders
-        .get(order_id)
+        .get(&order_id)
         .await
         .unwrap()
         .expect("the order is stored");
-    assert_eq!(
-        order.status,
-        shared::domain::order::OrderStatus::PendingPayment
-    );
+    assert_eq!(order.status, OrderStatus::PendingPayment);
     assert!(
-        order.expires_at > chrono::Utc::now(),
+        order.expires_at > h.now(),
         "its reservation expiry bounds it"
     );
-    h.done().await;
+    assert_eq!(h.stock("MUG-1").await, 9, "and its stock stays reserved");
 }

@@ -2,12 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-mod common;
-
-use chrono::{Duration, Utc};
-use common::{Harness, error_code, post_checkout};
+use crate::common::{Harness, error_code, post_checkout};
+use chrono::Duration;
 use http::Method;
 use serde_json::json;
+use shared::checkout::{Attempt, CheckoutError};
+use shared::domain::order::FlashCheckoutRequest;
 
 fn buy(quantity: u32) -> serde_json::Value {
     json!({"quantity": quantity, "payment_token": "tok_ok"})
@@ -68,7 +68,6 @@ async fn flash_checkout_never_sells_more_than_allocated() {
         winner.body["total"],
         json!({"amount": 500, "currency": "EUR"})
     );
-    h.done().await;
 }
 
 #[tokio::test]
@@ -108,7 +107,6 @@ async fn the_per_user_limit_holds_under_concurrent_duplicates() {
     assert_eq!(over.status, 409);
     assert_eq!(error_code(&over), "purchase_limit_reached");
     assert_eq!(over.body["details"]["limit"], 2);
-    h.done().await;
 }
 
 #[tokio::test]
@@ -127,14 +125,13 @@ async fn replays_get_their_order_even_after_the_sale_sold_out() {
     assert_eq!(retry.body, won.body);
     let again = h.flash_buy("tiny", "carol", "c-1", 1).await;
     assert_eq!(error_code(&again), "sold_out");
-    h.done().await;
 }
 
 #[tokio::test]
 async fn sales_that_are_not_running_or_do_not_exist_are_refused() {
     let h = Harness::new().await;
     h.product("TV-1", "tv", 50000, 100).await;
-    let now = Utc::now();
+    let now = h.now();
     let later = h
         .call(
             Method::POST,
@@ -172,7 +169,6 @@ async fn sales_that_are_not_running_or_do_not_exist_are_refused() {
         assert_eq!(c.body["details"]["field"], field);
     }
     assert_eq!(h.get("/flash-sales/later").await.body["remaining"], 10);
-    h.done().await;
 }
 
 #[tokio::test]
@@ -188,14 +184,13 @@ async fn units_left_in_smaller_pieces_are_not_sold_out() {
     let b = h.flash_buy("pieces", "bob", "p-2", 2).await;
     assert_eq!(b.status, 202, "{}", b.body);
     assert_eq!(h.get("/flash-sales/pieces").await.body["remaining"], 6);
-    h.done().await;
 }
 
 #[tokio::test]
 async fn a_retry_after_the_sale_closed_still_gets_its_order() {
     let h = Harness::new().await;
     h.product("TV-1", "tv", 50000, 100).await;
-    let now = Utc::now();
+    let now = h.now();
     let ends = now + Duration::seconds(2);
     let created = h
         .call(
@@ -212,14 +207,77 @@ async fn a_retry_after_the_sale_closed_still_gets_its_order() {
     assert_eq!(created.status, 201);
     let first = h.flash_buy("brief", "alice", "late-1", 1).await;
     assert_eq!(first.status, 202);
-    // the clock passes the end of the sale (time, not background work, is awaited)
-    let wait =
-        (ends - Utc::now()).to_std().unwrap_or_default() + std::time::Duration::from_millis(200);
-    tokio::time::sleep(wait).await;
+    // the functions' clock passes the end of the sale
+    h.clock.advance(Duration::seconds(3));
     let retry = h.flash_buy("brief", "alice", "late-1", 1).await;
     assert_eq!(retry.status, 202, "{}", retry.body);
     assert_eq!(retry.body, first.body);
     let fresh = h.flash_buy("brief", "alice", "late-2", 1).await;
     assert_eq!(error_code(&fresh), "sale_not_active");
-    h.done().await;
+}
+
+/// Scenario A1's losers: a buyer arriving after the last unit, at a container
+/// that has not seen the sale sold out, pays one failed transaction and one
+/// read of every shard, not one failed transaction per shard.
+#[tokio::test]
+async fn a_buyer_after_the_sell_out_pays_one_transaction_and_one_read_not_one_per_shard() {
+    let h = Harness::new().await;
+    h.product("TV-1", "tv", 50000, 100).await;
+    h.flash_sale("gone", "TV-1", 8, 8, 1).await;
+    for i in 0..8 {
+        let a = h
+            .flash_buy("gone", &format!("b{i}"), &format!("k{i}"), 1)
+            .await;
+        assert_eq!(a.status, 202, "{}", a.body);
+    }
+    let checkout = h.checkout_container("FlashCheckoutFunction", "late-buyer", &[]);
+    let attempt = Attempt {
+        user: "late".into(),
+        key: "k-late".into(),
+        fingerprint: "fp".into(),
+        body: FlashCheckoutRequest {
+            quantity: 1,
+            payment_token: "tok_ok".into(),
+        },
+    };
+    let refused = checkout.flash("gone", &attempt, h.now()).await.unwrap_err();
+    assert!(matches!(refused, CheckoutError::SoldOut), "{refused:?}");
+    let calls = h.dynamo_calls("late-buyer").await;
+    assert_eq!(calls.get("TransactWriteItems"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("BatchGetItem"), Some(&1), "{calls:?}");
+    // and the container now knows: the next loser costs nothing
+    let again = Attempt {
+        key: "k-late-2".into(),
+        ..attempt
+    };
+    let refused = checkout.flash("gone", &again, h.now()).await.unwrap_err();
+    assert!(matches!(refused, CheckoutError::SoldOut), "{refused:?}");
+    assert_eq!(h.dynamo_calls("late-buyer").await, calls);
+}
+
+/// Units left only in pieces smaller than the request: the read says so, and
+/// the buyer hears "not that many", not "sold out".
+#[tokio::test]
+async fn a_read_of_every_shard_tells_pieces_from_sold_out() {
+    let h = Harness::new().await;
+    h.product("TV-1", "tv", 50000, 100).await;
+    h.flash_sale("bits", "TV-1", 4, 4, 3).await;
+    let checkout = h.checkout_container("FlashCheckoutFunction", "bits-buyer", &[]);
+    let attempt = Attempt {
+        user: "alice".into(),
+        key: "k-1".into(),
+        fingerprint: "fp".into(),
+        body: FlashCheckoutRequest {
+            quantity: 2,
+            payment_token: "tok_ok".into(),
+        },
+    };
+    let refused = checkout.flash("bits", &attempt, h.now()).await.unwrap_err();
+    assert!(
+        matches!(refused, CheckoutError::InsufficientStock { .. }),
+        "{refused:?}"
+    );
+    let calls = h.dynamo_calls("bits-buyer").await;
+    assert_eq!(calls.get("TransactWriteItems"), Some(&1), "{calls:?}");
+    assert_eq!(h.get("/flash-sales/bits").await.body["remaining"], 4);
 }

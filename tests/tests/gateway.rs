@@ -3,9 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-mod common;
-
-use common::{Harness, error_code};
+use crate::common::{Harness, error_code};
 use http::{Method, Request};
 use serde_json::json;
 
@@ -20,7 +18,6 @@ async fn unknown_routes_are_404_and_wrong_methods_405_in_the_error_shape() {
     assert_eq!(error_code(&b), "method_not_allowed");
     assert_eq!(b.headers["allow"], "GET");
     assert!(b.headers.contains_key("apigw-requestid"));
-    h.done().await;
 }
 
 #[tokio::test]
@@ -54,7 +51,6 @@ async fn the_authorizer_refuses_forged_expired_and_missing_tokens() {
         assert_eq!(a.status, 401, "{token:?}");
         assert_eq!(error_code(&a), "unauthorized");
     }
-    h.done().await;
 }
 
 #[tokio::test]
@@ -70,7 +66,6 @@ async fn a_request_with_cookies_but_no_token_is_401() {
     let a = h.send(req).await;
     assert_eq!(a.status, 401);
     assert_eq!(error_code(&a), "unauthorized");
-    h.done().await;
 }
 
 #[tokio::test]
@@ -87,7 +82,6 @@ async fn bodies_over_the_limit_are_413() {
         .await;
     assert_eq!(a.status, 413);
     assert_eq!(error_code(&a), "payload_too_large");
-    h.done().await;
 }
 
 #[tokio::test]
@@ -110,7 +104,6 @@ async fn cors_preflight_answers_allowed_origins_only() {
     );
     let evil = h.send(preflight("https://evil.example")).await;
     assert!(!evil.headers.contains_key("access-control-allow-origin"));
-    h.done().await;
 }
 
 #[tokio::test]
@@ -119,7 +112,6 @@ async fn health_answers() {
     let a = h.get("/health").await;
     assert_eq!(a.status, 200);
     assert_eq!(a.body["status"], "ok");
-    h.done().await;
 }
 
 /// The fixtures are API Gateway HTTP API payload 2.0 events as AWS sends them;
@@ -128,14 +120,7 @@ async fn health_answers() {
 async fn handlers_accept_real_api_gateway_v2_events() {
     let h = Harness::new().await;
     h.product("MUG-1", "kitchen", 1299, 10).await;
-    let env = h
-        .stack
-        .template
-        .function_env("StorefrontApiFunction", &h.stack.stack)
-        .unwrap();
-    let sdk = h.stack.sdk.clone();
-    let deps =
-        storefront_api::Deps::from_source(&move |k: &str| env.get(k).cloned(), &sdk).unwrap();
+    let deps = h.storefront();
     let fixture = include_str!("../fixtures/apigw-v2-get-product.json");
     let req = lambda_http::request::from_str(fixture).unwrap();
     let resp = storefront_api::handle(&deps, req).await.unwrap();
@@ -143,13 +128,7 @@ async fn handlers_accept_real_api_gateway_v2_events() {
     let body: serde_json::Value = serde_json::from_slice(resp.body().as_ref()).unwrap();
     assert_eq!(body["sku"], "MUG-1");
 
-    let env = h
-        .stack
-        .template
-        .function_env("AdminApiFunction", &h.stack.stack)
-        .unwrap();
-    let sdk = h.stack.sdk.clone();
-    let deps = admin_api::Deps::from_source(&move |k: &str| env.get(k).cloned(), &sdk).unwrap();
+    let deps = h.admin_api();
     let fixture = include_str!("../fixtures/apigw-v2-admin-put-product.json");
     let resp = admin_api::handle(&deps, lambda_http::request::from_str(fixture).unwrap())
         .await
@@ -165,5 +144,4 @@ async fn handlers_accept_real_api_gateway_v2_events() {
         "a base64-encoded body reads the same: {:?}",
         resp.body()
     );
-    h.done().await;
 }

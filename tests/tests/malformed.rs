@@ -3,9 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-mod common;
-
-use common::{Harness, error_code};
+use crate::common::{Harness, error_code};
 use http::{Method, Request};
 
 #[tokio::test]
@@ -53,7 +51,6 @@ async fn malformed_bodies_are_400_never_500() {
             assert_eq!(error_code(&a), "invalid_request");
         }
     }
-    h.done().await;
 }
 
 #[tokio::test]
@@ -81,7 +78,6 @@ async fn hostile_path_and_query_values_are_answered_not_crashed() {
         );
         error_code(&a);
     }
-    h.done().await;
 }
 
 /// Events no API Gateway would send still get a shaped answer, never a panic:
@@ -90,21 +86,8 @@ async fn hostile_path_and_query_values_are_answered_not_crashed() {
 #[tokio::test]
 async fn malformed_events_get_shaped_answers() {
     let h = Harness::new().await;
-    let env = h
-        .stack
-        .template
-        .function_env("AdminApiFunction", &h.stack.stack)
-        .unwrap();
-    let sdk = h.stack.sdk.clone();
-    let admin = admin_api::Deps::from_source(&move |k: &str| env.get(k).cloned(), &sdk).unwrap();
-    let env = h
-        .stack
-        .template
-        .function_env("StorefrontApiFunction", &h.stack.stack)
-        .unwrap();
-    let sdk = h.stack.sdk.clone();
-    let store =
-        storefront_api::Deps::from_source(&move |k: &str| env.get(k).cloned(), &sdk).unwrap();
+    let admin = h.admin_api();
+    let store = h.storefront();
 
     let base: serde_json::Value =
         serde_json::from_str(include_str!("../fixtures/apigw-v2-admin-put-product.json")).unwrap();
@@ -153,5 +136,4 @@ async fn malformed_events_get_shaped_answers() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
-    h.done().await;
 }

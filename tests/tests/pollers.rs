@@ -3,10 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-mod common;
-
+use crate::common::Harness;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use common::Harness;
 use flashcart_local::functions::SqsFn;
 use flashcart_local::pollers::{Polled, QueuePoller};
 use std::sync::{Arc, Mutex};
@@ -90,7 +88,6 @@ async fn only_messages_the_function_did_not_fail_are_deleted() {
         [&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible]
         .clone();
     assert_eq!(in_flight, "1");
-    h.done().await;
 }
 
 #[tokio::test]
@@ -145,5 +142,4 @@ async fn a_feed_dropped_in_the_bucket_notifies_the_feed_queue() {
         key == "incoming/p1/feed+1.csv" || key == "incoming%2Fp1%2Ffeed+1.csv",
         "{key}"
     );
-    h.done().await;
 }

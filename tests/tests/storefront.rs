@@ -2,10 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-mod common;
-
-use chrono::{Duration, Utc};
-use common::{Harness, error_code};
+use crate::common::{Harness, error_code};
+use chrono::Duration;
 use http::Method;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -55,7 +53,6 @@ async fn products_page_through_the_whole_catalog_with_opaque_cursors() {
         .map(|p| p["sku"].as_str().unwrap())
         .collect();
     assert_eq!(skus, vec!["SKU-1", "SKU-3", "SKU-5"]);
-    h.done().await;
 }
 
 #[tokio::test]
@@ -72,7 +69,6 @@ async fn a_product_is_served_with_integer_money_and_unknown_ones_are_404() {
     assert_eq!(missing.status, 404);
     assert_eq!(error_code(&missing), "not_found");
     assert_eq!(missing.body["details"]["sku"], "NOPE");
-    h.done().await;
 }
 
 #[tokio::test]
@@ -91,14 +87,13 @@ async fn bad_listing_parameters_are_400_with_the_field_named() {
         assert_eq!(error_code(&a), "invalid_request");
         assert_eq!(a.body["details"]["field"], field, "{path}");
     }
-    h.done().await;
 }
 
 #[tokio::test]
 async fn a_flash_sale_state_follows_its_window() {
     let h = Harness::new().await;
     h.product("TV-1", "tv", 50000, 100).await;
-    let now = Utc::now();
+    let now = h.now();
     for (id, start, end, want) in [
         (
             "upcoming",
@@ -135,5 +130,4 @@ async fn a_flash_sale_state_follows_its_window() {
     let missing = h.get("/flash-sales/none-such").await;
     assert_eq!(missing.status, 404);
     assert_eq!(error_code(&missing), "not_found");
-    h.done().await;
 }

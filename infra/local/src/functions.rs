@@ -6,6 +6,7 @@ use crate::bootstrap::Stack;
 use crate::template::{Template, TemplateError};
 use aws_config::SdkConfig;
 use lambda_http::{Body, Request, Response};
+use shared::clock::SharedClock;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
@@ -42,14 +43,13 @@ pub enum FunctionsError {
 }
 
 macro_rules! http_fn {
-    ($krate:ident, $env:expr, $sdk:expr, $id:expr) => {{
+    ($krate:ident, $env:expr, $sdk:expr, $clock:expr, $id:expr) => {{
         let source = move |k: &str| $env.get(k).cloned();
-        let deps = Arc::new($krate::Deps::from_source(&source, $sdk).map_err(|e| {
-            FunctionsError::Init {
-                function: $id.clone(),
-                message: e.to_string(),
-            }
-        })?);
+        let deps = $krate::Deps::from_source(&source, $sdk).map_err(|e| FunctionsError::Init {
+            function: $id.clone(),
+            message: e.to_string(),
+        })?;
+        let deps = Arc::new(deps.with_clock($clock.clone()));
         let f: HttpFn = Arc::new(move |req| {
             let deps = deps.clone();
             Box::pin(async move { $krate::handle(&deps, req).await })
@@ -64,6 +64,7 @@ impl Functions {
         template: &Template,
         stack: &Stack,
         sdk: &SdkConfig,
+        clock: &SharedClock,
     ) -> Result<Self, FunctionsError> {
         let mut out = Self::default();
         for (id, _) in template.resources_of_type("AWS::Serverless::Function") {
@@ -72,19 +73,19 @@ impl Functions {
             match binary.as_str() {
                 "storefront-api" => {
                     out.http
-                        .insert(id.clone(), http_fn!(storefront_api, env, sdk, id));
+                        .insert(id.clone(), http_fn!(storefront_api, env, sdk, clock, id));
                 }
                 "admin-api" => {
                     out.http
-                        .insert(id.clone(), http_fn!(admin_api, env, sdk, id));
+                        .insert(id.clone(), http_fn!(admin_api, env, sdk, clock, id));
                 }
                 "checkout" => {
                     out.http
-                        .insert(id.clone(), http_fn!(checkout, env, sdk, id));
+                        .insert(id.clone(), http_fn!(checkout, env, sdk, clock, id));
                 }
                 "flash-checkout" => {
                     out.http
-                        .insert(id.clone(), http_fn!(flash_checkout, env, sdk, id));
+                        .insert(id.clone(), http_fn!(flash_checkout, env, sdk, clock, id));
                 }
                 other => {
                     return Err(FunctionsError::Init {

@@ -22,6 +22,7 @@ use bootstrap::Stack;
 use functions::Functions;
 use gateway::Gateway;
 use pollers::QueuePoller;
+use shared::clock::SharedClock;
 use shared::config::Secret;
 use std::sync::Arc;
 use template::Template;
@@ -58,9 +59,19 @@ impl LocalStack {
     /// Creates every resource of the template under `prefix` and wires every
     /// function and route to it.
     pub async fn deploy(sdk: SdkConfig, prefix: &str, secret: Secret) -> Result<Self, Error> {
+        Self::deploy_with_clock(sdk, prefix, secret, shared::clock::system()).await
+    }
+
+    /// The same, with every function on `clock` (tests move time with it).
+    pub async fn deploy_with_clock(
+        sdk: SdkConfig,
+        prefix: &str,
+        secret: Secret,
+        clock: SharedClock,
+    ) -> Result<Self, Error> {
         let template = Template::load(&template::default_path())?;
         let stack = bootstrap::create(&template, &sdk, prefix).await?;
-        let functions = Functions::build(&template, &stack, &sdk)?;
+        let functions = Functions::build(&template, &stack, &sdk, &clock)?;
         let gateway = Arc::new(Gateway::new(&template, &stack, &functions, secret.clone())?);
         Ok(Self {
             template,
@@ -72,9 +83,10 @@ impl LocalStack {
         })
     }
 
-    /// A fresh stack with a random prefix, for one test. Fails loudly (never
-    /// skips) when no emulator endpoint is configured: run tests via `make test`.
-    pub async fn for_test() -> Self {
+    /// A fresh stack with a random prefix, for one test, on `clock`. Fails
+    /// loudly (never skips) when no emulator endpoint is configured: run tests
+    /// via `make test`.
+    pub async fn for_test(clock: SharedClock) -> Self {
         let sdk = match sdk_config(false).await {
             Ok(s) => s,
             Err(e) => {
@@ -82,7 +94,8 @@ impl LocalStack {
             }
         };
         let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        match Self::deploy(sdk, &prefix, Secret::from(jwt::DEFAULT_SECRET)).await {
+        match Self::deploy_with_clock(sdk, &prefix, Secret::from(jwt::DEFAULT_SECRET), clock).await
+        {
             Ok(s) => s,
             Err(e) => panic!("deploying the test stack failed: {e}"),
         }

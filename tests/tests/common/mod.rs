@@ -1,18 +1,46 @@
-//! Test harness: a fresh local stack per test (own tables, queues, bucket),
-//! requests through the local gateway's router, JSON in and out.
-
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! Test harness: a fresh local stack per test (own tables, queues, bucket)
+//! on a clock the test moves, requests through the local gateway's router,
+//! JSON in and out. Dropping the harness removes what it created, whether the
+//! test passed or panicked.
 
 use axum::body::Body;
 use flashcart_local::LocalStack;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
+use shared::clock::{Clock, ManualClock};
+use std::sync::Arc;
 use tower::ServiceExt;
 
 pub struct Harness {
     pub stack: LocalStack,
     pub router: axum::Router,
+    /// Every function's clock: `clock.advance(..)` instead of sleeping.
+    pub clock: Arc<ManualClock>,
+}
+
+/// Removes the stack's tables, queues and bucket when the test ends, passed or
+/// failed. Drop cannot await, so it runs on a thread of its own with its own
+/// runtime and its own SDK clients (the test's runtime may be mid-panic, and
+/// its pooled connections belong to it).
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let stack = self.stack.stack.clone();
+        let cleanup = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(sdk) = flashcart_local::sdk_config(false).await {
+                    flashcart_local::bootstrap::destroy(&stack, &sdk).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
 }
 
 pub struct Answer {
@@ -23,9 +51,19 @@ pub struct Answer {
 
 impl Harness {
     pub async fn new() -> Self {
-        let stack = LocalStack::for_test().await;
+        let clock = ManualClock::new(chrono::Utc::now());
+        let stack = LocalStack::for_test(clock.clone()).await;
         let router = stack.router();
-        Self { stack, router }
+        Self {
+            stack,
+            router,
+            clock,
+        }
+    }
+
+    /// Now, on the functions' clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
     }
 
     pub fn admin(&self) -> String {
@@ -93,11 +131,63 @@ impl Harness {
     pub fn storefront(&self) -> storefront_api::Deps {
         storefront_api::Deps::from_source(&self.env_of("StorefrontApiFunction"), &self.stack.sdk)
             .unwrap()
+            .with_clock(self.clock.clone())
     }
 
     /// admin-api's dependencies, built as its main.rs builds them.
     pub fn admin_api(&self) -> admin_api::Deps {
-        admin_api::Deps::from_source(&self.env_of("AdminApiFunction"), &self.stack.sdk).unwrap()
+        admin_api::Deps::from_source(&self.env_of("AdminApiFunction"), &self.stack.sdk)
+            .unwrap()
+            .with_clock(self.clock.clone())
+    }
+
+    /// A checkout container of its own (empty memory), as `function` is
+    /// configured, with `change` applied to its environment, and its DynamoDB
+    /// calls counted by the emulator under `app` (see [`Harness::dynamo_calls`]).
+    pub fn checkout_container(
+        &self,
+        function: &str,
+        app: &str,
+        change: &[(&str, &str)],
+    ) -> shared::checkout::Checkout {
+        let env = self.env_of(function);
+        let change: Vec<(String, String)> = change
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let source = move |k: &str| {
+            change
+                .iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.clone())
+                .or_else(|| env(k))
+        };
+        let config = shared::config::CheckoutConfig::from_source(&source).unwrap();
+        let sdk = self
+            .stack
+            .sdk
+            .to_builder()
+            .app_name(aws_config::AppName::new(app.to_owned()).unwrap())
+            .build();
+        shared::checkout::Checkout::new(config, &sdk)
+    }
+
+    /// DynamoDB calls by operation that clients named `app` made, as the
+    /// emulator counted them.
+    pub async fn dynamo_calls(&self, app: &str) -> std::collections::BTreeMap<String, u64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
+            .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+            .unwrap();
+        let addr = endpoint.trim_start_matches("http://").trim_end_matches('/');
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET /_flashcart/stats HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).await.unwrap();
+        let (_, body) = response.split_once("\r\n\r\n").unwrap();
+        let stats: Value = serde_json::from_str(body).unwrap();
+        serde_json::from_value(stats["by_app"][app].clone()).unwrap_or_default()
     }
 
     /// Creates an active flash sale as admin.
@@ -109,7 +199,7 @@ impl Harness {
         shards: u32,
         per_user_limit: u32,
     ) {
-        let now = chrono::Utc::now();
+        let now = self.now();
         let a = self
             .call(
                 Method::POST,
@@ -154,10 +244,6 @@ impl Harness {
         self.get(&format!("/products/{sku}")).await.body["stock"]
             .as_i64()
             .unwrap()
-    }
-
-    pub async fn done(self) {
-        self.stack.destroy().await;
     }
 }
 
