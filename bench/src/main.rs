@@ -149,7 +149,7 @@ async fn main() -> Result<(), Error> {
     let solo_ok = solo.iter().filter(|s| s.status == 202).count();
 
     // 2. the rush
-    let before = dynamo_calls(&http, &emulator).await?;
+    let before_ops = dynamo_ops(&http, &emulator).await?;
     let started = Instant::now();
     let rush = fire(
         &http,
@@ -163,7 +163,11 @@ async fn main() -> Result<(), Error> {
     )
     .await;
     let rush_secs = started.elapsed().as_secs_f64();
-    let rush_calls = dynamo_calls(&http, &emulator).await? - before;
+    let mut rush_ops = dynamo_ops(&http, &emulator).await?;
+    for (op, n) in &mut rush_ops {
+        *n -= before_ops.get(op).copied().unwrap_or(0);
+    }
+    let rush_calls: u64 = rush_ops.values().sum();
     let remaining = get_json(&http, &format!("{base}/flash-sales/bench-rush")).await?["remaining"]
         .as_u64()
         .unwrap_or(u64::MAX);
@@ -255,6 +259,15 @@ async fn main() -> Result<(), Error> {
         )
     };
     let sold_out_rush: Vec<&Sample> = rush.iter().filter(|s| s.code == "sold_out").collect();
+    // Losers in flight at the sell-out: sold_out answers to requests sent
+    // before the last unit went (scenario A1: answered in under 1 s). They are
+    // the ones that reach DynamoDB; later ones are answered from memory.
+    let in_flight: Vec<&Sample> = sold_out_rush
+        .iter()
+        .filter(|s| s.done_at.saturating_sub(s.latency).as_secs_f64() < last_accept)
+        .copied()
+        .collect();
+    let losing_calls = rush_calls.saturating_sub(sold);
     let sold_out_after: Vec<&Sample> = after.iter().filter(|s| s.code == "sold_out").collect();
 
     let report = format!(
@@ -266,11 +279,14 @@ async fn main() -> Result<(), Error> {
          rush                       {:.2} s, {:.0} requests/s\n\
          accepted latency           {}\n\
          sold_out latency (rush)    {}\n\
+         losers at the sell-out     {}   <- A1: in flight when the last unit went; under 1 s\n\
          sold_out latency (after)   {}   <- once sold out\n\
          accepted checkouts/s       {accepted_per_sec:.0}   (until the last unit sold)\n\
          bare UpdateItem/s          {bare_per_sec:.0}   ({bare_ops} conditional updates, C={})\n\
          accepted / bare            {:.0}%\n\
          DynamoDB calls             {:.2} per accepted checkout (solo: {solo_ok} of {}), {:.2} per request in the rush, {:.2} per sold_out answer once sold out\n\
+         calls on the losing path   {losing_calls} in the rush beyond one per sale: {:.2} per loser at the sell-out, {:.2} per sold_out answer in the rush\n\
+         rush calls by operation    {rush_ops:?}\n\
          one user hammering         {:?}   ({} checkouts from one buyer, C={half})\n\
          everyone else meanwhile    {:?}\n\
          everyone else's latency    {}   <- P1: p95 under 1 s\n",
@@ -285,6 +301,7 @@ async fn main() -> Result<(), Error> {
         rush.len() as f64 / rush_secs,
         lat(&accepted),
         lat(&sold_out_rush),
+        lat(&in_flight),
         lat(&sold_out_after),
         args.concurrency,
         100.0 * accepted_per_sec / bare_per_sec,
@@ -292,6 +309,8 @@ async fn main() -> Result<(), Error> {
         args.solo,
         rush_calls as f64 / rush.len().max(1) as f64,
         after_calls as f64 / after.len().max(1) as f64,
+        losing_calls as f64 / in_flight.len().max(1) as f64,
+        losing_calls as f64 / sold_out_rush.len().max(1) as f64,
         count(&hammer),
         args.hammer,
         count(&bystanders),
@@ -442,6 +461,11 @@ async fn get_json(http: &Http, url: &str) -> Result<Value, Error> {
 
 /// Every DynamoDB request the emulator has served so far.
 async fn dynamo_calls(http: &Http, emulator: &str) -> Result<u64, Error> {
+    Ok(dynamo_ops(http, emulator).await?.values().sum())
+}
+
+/// DynamoDB calls the emulator served so far, by operation.
+async fn dynamo_ops(http: &Http, emulator: &str) -> Result<BTreeMap<String, u64>, Error> {
     let stats = get_json(
         http,
         &format!("{}/_flashcart/stats", emulator.trim_end_matches('/')),
@@ -449,7 +473,12 @@ async fn dynamo_calls(http: &Http, emulator: &str) -> Result<u64, Error> {
     .await?;
     Ok(stats["dynamodb"]
         .as_object()
-        .map_or(0, |m| m.values().filter_map(Value::as_u64).sum()))
+        .map(|m| {
+            m.iter()
+                .filter_map(|(op, n)| Some((op.clone(), n.as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// `ops` conditional UpdateItem calls from `c` tasks on `c` items.

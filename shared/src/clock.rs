@@ -25,31 +25,42 @@ pub fn system() -> SharedClock {
     Arc::new(SystemClock)
 }
 
-/// A clock that stands still until told to move (tests, benchmarks).
+/// A clock the caller moves (tests, benchmarks): it stands still, or ticks a
+/// fixed step per reading so that events still happen in order (the audit
+/// trail sorts by time), and jumps when told.
 #[derive(Debug)]
-pub struct ManualClock(Mutex<DateTime<Utc>>);
+pub struct ManualClock {
+    now: Mutex<DateTime<Utc>>,
+    step: chrono::Duration,
+}
 
 impl ManualClock {
+    /// Stands still at `at` until moved.
     pub fn new(at: DateTime<Utc>) -> Arc<Self> {
-        Arc::new(Self(Mutex::new(at)))
+        Self::ticking(at, chrono::Duration::zero())
+    }
+
+    /// Starts at `at` and moves `step` forward after every reading.
+    pub fn ticking(at: DateTime<Utc>, step: chrono::Duration) -> Arc<Self> {
+        Arc::new(Self {
+            now: Mutex::new(at),
+            step,
+        })
     }
 
     pub fn advance(&self, by: chrono::Duration) {
-        if let Ok(mut t) = self.0.lock() {
+        if let Ok(mut t) = self.now.lock() {
             *t += by;
-        }
-    }
-
-    pub fn set(&self, at: DateTime<Utc>) {
-        if let Ok(mut t) = self.0.lock() {
-            *t = at;
         }
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        self.0.lock().map_or_else(|p| *p.into_inner(), |t| *t)
+        let mut t = self.now.lock().unwrap_or_else(|p| p.into_inner());
+        let now = *t;
+        *t += self.step;
+        now
     }
 }
 
@@ -64,5 +75,7 @@ mod tests {
         assert_eq!(c.now(), start);
         c.advance(chrono::Duration::seconds(90));
         assert_eq!(c.now(), start + chrono::Duration::seconds(90));
+        let t = ManualClock::ticking(start, chrono::Duration::milliseconds(1));
+        assert!(t.now() < t.now());
     }
 }

@@ -23,8 +23,13 @@ pub type SqsFn = Arc<
         + Send
         + Sync,
 >;
-pub type ScheduleFn =
-    Arc<dyn Fn(serde_json::Value) -> BoxFuture<Result<(), lambda_http::Error>> + Send + Sync>;
+pub type ScheduleFn = Arc<
+    dyn Fn(
+            aws_lambda_events::event::eventbridge::EventBridgeEvent,
+        ) -> BoxFuture<Result<(), lambda_http::Error>>
+        + Send
+        + Sync,
+>;
 
 /// Every function of the template, ready to invoke.
 #[derive(Clone, Default)]

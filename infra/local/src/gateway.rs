@@ -6,15 +6,22 @@ use crate::bootstrap::Stack;
 use crate::functions::{Functions, HttpFn};
 use crate::jwt;
 use crate::template::{HttpRoute, Template, TemplateError, resolve};
+use aws_lambda_events::apigw::{
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
+    ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext,
+    ApiGatewayV2httpRequestContextHttpDescription,
+};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use serde_json::{Map, Value, json};
+use lambda_http::request::LambdaRequest;
+use serde_json::json;
 use shared::ApiError;
 use shared::config::Secret;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -30,7 +37,7 @@ struct Cors {
 }
 
 /// A route, its function, and the path parameters it captured.
-type Picked<'a> = (&'a HttpRoute, &'a HttpFn, Map<String, Value>);
+type Picked<'a> = (&'a HttpRoute, &'a HttpFn, HashMap<String, String>);
 
 pub struct Gateway {
     routes: Vec<(HttpRoute, HttpFn)>,
@@ -111,7 +118,7 @@ impl Gateway {
                         let decoded = percent_encoding::percent_decode_str(&v)
                             .decode_utf8_lossy()
                             .into_owned();
-                        (k, Value::String(decoded))
+                        (k, decoded)
                     })
                     .collect();
                 best = Some((score, (route, f, params)));
@@ -121,7 +128,7 @@ impl Gateway {
             self.routes
                 .iter()
                 .find(|(r, _)| r.path.is_none())
-                .map(|(r, f)| (r, f, Map::new()))
+                .map(|(r, f)| (r, f, HashMap::new()))
         })
     }
 
@@ -220,8 +227,11 @@ async fn serve(gw: &Gateway, req: axum::extract::Request, request_id: &str) -> R
             .map(str::trim);
         match token.map(|t| jwt::verify(&gw.secret, t)) {
             Some(Ok(claims)) => {
-                authorizer =
-                    Some(json!({"jwt": {"claims": claims.as_authorizer_claims(), "scopes": null}}))
+                let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
+                jwt.claims = claims.as_authorizer_claims();
+                let mut a = ApiGatewayRequestAuthorizer::default();
+                a.jwt = Some(jwt);
+                authorizer = Some(a);
             }
             _ => return error(ApiError::unauthorized(), request_id),
         }
@@ -230,15 +240,7 @@ async fn serve(gw: &Gateway, req: axum::extract::Request, request_id: &str) -> R
     let event = build_event(
         &parts, &bytes, route, params, authorizer, &source_ip, request_id,
     );
-    let lambda_req = match lambda_http::request::from_str(&event.to_string()) {
-        Ok(r) => r,
-        Err(e) => {
-            return error(
-                ApiError::internal(format!("event did not parse: {e}")),
-                request_id,
-            );
-        }
-    };
+    let lambda_req: lambda_http::Request = LambdaRequest::ApiGatewayV2(event).into();
     // A panicking handler fails its invocation, as on Lambda, not the gateway.
     match tokio::spawn(function(lambda_req)).await {
         Ok(Ok(r)) => to_axum(r),
@@ -270,16 +272,19 @@ fn is_text(content_type: Option<&str>) -> bool {
         || ct.starts_with("application/x-www-form-urlencoded")
 }
 
+/// The API Gateway HTTP API (payload 2.0) event API Gateway would send for
+/// this request and route, built as `aws_lambda_events`' own type and handed
+/// to the handler through lambda_http's own conversion.
 fn build_event(
     parts: &http::request::Parts,
     body: &[u8],
     route: &HttpRoute,
-    params: Map<String, Value>,
-    authorizer: Option<Value>,
+    params: HashMap<String, String>,
+    authorizer: Option<ApiGatewayRequestAuthorizer>,
     source_ip: &str,
     request_id: &str,
-) -> Value {
-    let mut headers = Map::new();
+) -> ApiGatewayV2httpRequest {
+    let mut headers = HeaderMap::new();
     let mut cookies = Vec::new();
     for name in parts.headers.keys() {
         let values: Vec<&str> = parts
@@ -296,74 +301,60 @@ fn build_event(
                     .map(|c| c.trim().to_owned())
                     .filter(|c| !c.is_empty()),
             );
-        } else {
-            headers.insert(name.as_str().to_owned(), Value::String(values.join(",")));
+        } else if let Ok(v) = HeaderValue::from_str(&values.join(",")) {
+            // API Gateway joins repeated headers with commas
+            headers.insert(name.clone(), v);
         }
     }
+    let header = |name: header::HeaderName| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+    };
     let raw_query = parts.uri.query().unwrap_or("");
-    let mut query = Map::new();
-    for (k, v) in form_urlencoded::parse(raw_query.as_bytes()) {
-        match query.get_mut(k.as_ref()) {
-            Some(Value::String(existing)) => {
-                existing.push(',');
-                existing.push_str(&v);
-            }
-            _ => {
-                query.insert(k.into_owned(), Value::String(v.into_owned()));
-            }
-        }
-    }
     let now = chrono::Utc::now();
     let route_key = route.route_key();
-    let mut context = json!({
-        "accountId": "000000000000",
-        "apiId": "local",
-        "domainName": parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost"),
-        "domainPrefix": "local",
-        "http": {
-            "method": parts.method.as_str(),
-            "path": parts.uri.path(),
-            "protocol": "HTTP/1.1",
-            "sourceIp": source_ip,
-            "userAgent": parts.headers.get(header::USER_AGENT).and_then(|h| h.to_str().ok()).unwrap_or(""),
-        },
-        "requestId": request_id,
-        "routeKey": route_key,
-        "stage": "$default",
-        "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
-        "timeEpoch": now.timestamp_millis(),
-    });
-    if let Some(a) = authorizer {
-        context["authorizer"] = a;
-    }
-    let mut event = json!({
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": parts.uri.path(),
-        "rawQueryString": raw_query,
-        "headers": headers,
-        "requestContext": context,
-        "isBase64Encoded": false,
-    });
-    if !cookies.is_empty() {
-        event["cookies"] = json!(cookies);
-    }
-    if !query.is_empty() {
-        event["queryStringParameters"] = Value::Object(query);
-    }
-    if !params.is_empty() {
-        event["pathParameters"] = Value::Object(params);
-    }
+
+    let mut http = ApiGatewayV2httpRequestContextHttpDescription::default();
+    http.method = parts.method.clone();
+    http.path = Some(parts.uri.path().to_owned());
+    http.protocol = Some("HTTP/1.1".into());
+    http.source_ip = Some(source_ip.to_owned());
+    http.user_agent = Some(header(header::USER_AGENT).unwrap_or_default());
+
+    let mut context = ApiGatewayV2httpRequestContext::default();
+    context.route_key = Some(route_key.clone());
+    context.account_id = Some("000000000000".into());
+    context.stage = Some("$default".into());
+    context.request_id = Some(request_id.to_owned());
+    context.authorizer = authorizer;
+    context.apiid = Some("local".into());
+    context.domain_name = Some(header(header::HOST).unwrap_or_else(|| "localhost".into()));
+    context.domain_prefix = Some("local".into());
+    context.time = Some(now.format("%d/%b/%Y:%H:%M:%S %z").to_string());
+    context.time_epoch = now.timestamp_millis();
+    context.http = http;
+
+    let mut event = ApiGatewayV2httpRequest::default();
+    event.version = Some("2.0".into());
+    event.route_key = Some(route_key);
+    event.raw_path = Some(parts.uri.path().to_owned());
+    event.raw_query_string = Some(raw_query.to_owned());
+    event.headers = headers;
+    event.cookies = (!cookies.is_empty()).then_some(cookies);
+    // lambda_http reads the query from raw_query_string, as API Gateway sends both
+    event.query_string_parameters = raw_query.parse().unwrap_or_default();
+    event.path_parameters = params;
+    event.request_context = context;
     if !body.is_empty() {
-        let ct = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
+        let ct = header(header::CONTENT_TYPE);
         match std::str::from_utf8(body) {
-            Ok(text) if is_text(ct) => event["body"] = Value::String(text.to_owned()),
+            Ok(text) if is_text(ct.as_deref()) => event.body = Some(text.to_owned()),
             _ => {
-                event["body"] = Value::String(STANDARD.encode(body));
-                event["isBase64Encoded"] = Value::Bool(true);
+                event.body = Some(STANDARD.encode(body));
+                event.is_base64_encoded = true;
             }
         }
     }

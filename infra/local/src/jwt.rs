@@ -27,15 +27,15 @@ pub struct Claims {
 impl Claims {
     /// The claims as API Gateway hands them to a function: every value a
     /// string, arrays flattened to `"[a b]"`.
-    pub fn as_authorizer_claims(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut m = serde_json::Map::new();
-        m.insert("sub".into(), self.sub.clone().into());
-        m.insert("exp".into(), self.exp.to_string().into());
-        m.insert("iat".into(), self.iat.to_string().into());
+    pub fn as_authorizer_claims(&self) -> std::collections::HashMap<String, String> {
+        let mut m = std::collections::HashMap::new();
+        m.insert("sub".into(), self.sub.clone());
+        m.insert("exp".into(), self.exp.to_string());
+        m.insert("iat".into(), self.iat.to_string());
         if !self.groups.is_empty() {
             m.insert(
                 "cognito:groups".into(),
-                format!("[{}]", self.groups.join(" ")).into(),
+                format!("[{}]", self.groups.join(" ")),
             );
         }
         m

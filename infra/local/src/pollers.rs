@@ -5,9 +5,9 @@
 
 use crate::bootstrap::Queue;
 use crate::functions::{ScheduleFn, SqsFn};
-use aws_lambda_events::event::sqs::SqsEvent;
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
-use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -52,32 +52,8 @@ impl QueuePoller {
         if messages.is_empty() {
             return Ok(Polled::default());
         }
-        let records: Vec<Value> = messages
-            .iter()
-            .map(|m| {
-                let attributes: serde_json::Map<String, Value> = m
-                    .attributes()
-                    .map(|a| {
-                        a.iter()
-                            .map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone())))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                json!({
-                    "messageId": m.message_id(),
-                    "receiptHandle": m.receipt_handle(),
-                    "body": m.body(),
-                    "md5OfBody": m.md5_of_body(),
-                    "attributes": attributes,
-                    "messageAttributes": {},
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": self.queue.arn,
-                    "awsRegion": self.region,
-                })
-            })
-            .collect();
-        let event: SqsEvent = serde_json::from_value(json!({ "Records": records }))
-            .map_err(|e| PollError(format!("SQS event did not build: {e}")))?;
+        let mut event = SqsEvent::default();
+        event.records = messages.iter().map(|m| self.record(m)).collect();
         let failed: HashSet<String> = match tokio::spawn((self.handler)(event)).await {
             Ok(Ok(resp)) => resp
                 .batch_item_failures
@@ -129,6 +105,27 @@ impl QueuePoller {
         })
     }
 
+    /// A received message as the SQS event source mapping hands it to Lambda.
+    fn record(&self, m: &aws_sdk_sqs::types::Message) -> SqsMessage {
+        let mut r = SqsMessage::default();
+        r.message_id = m.message_id().map(str::to_owned);
+        r.receipt_handle = m.receipt_handle().map(str::to_owned);
+        r.body = m.body().map(str::to_owned);
+        r.md5_of_body = m.md5_of_body().map(str::to_owned);
+        r.attributes = m
+            .attributes()
+            .map(|a| {
+                a.iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        r.event_source = Some("aws:sqs".into());
+        r.event_source_arn = Some(self.queue.arn.clone());
+        r.aws_region = Some(self.region.clone());
+        r
+    }
+
     /// Polls until the task is dropped.
     pub async fn run(self) {
         loop {
@@ -141,18 +138,20 @@ impl QueuePoller {
 }
 
 /// An EventBridge scheduled event, as Lambda receives it.
-pub fn scheduled_event(region: &str, account: &str, rule: &str) -> Value {
-    json!({
-        "version": "0",
-        "id": uuid::Uuid::new_v4().to_string(),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": account,
-        "time": shared::domain::ts::format(&chrono::Utc::now()),
-        "region": region,
-        "resources": [format!("arn:aws:events:{region}:{account}:rule/{rule}")],
-        "detail": {},
-    })
+pub fn scheduled_event(region: &str, account: &str, rule: &str) -> EventBridgeEvent {
+    let mut e = EventBridgeEvent::default();
+    e.version = Some("0".into());
+    e.id = Some(uuid::Uuid::new_v4().to_string());
+    e.detail_type = "Scheduled Event".into();
+    e.source = "aws.events".into();
+    e.account = Some(account.to_owned());
+    e.time = Some(chrono::Utc::now());
+    e.region = Some(region.to_owned());
+    e.resources = Some(vec![format!(
+        "arn:aws:events:{region}:{account}:rule/{rule}"
+    )]);
+    e.detail = serde_json::json!({});
+    e
 }
 
 /// Fires `handler` every `every`, the first time after one period.
