@@ -19,7 +19,7 @@ EMULATOR_DYNAMODB_PORT ?= 4567
 API_PORT ?= 3000
 export EMULATOR_PORT EMULATOR_DYNAMODB_PORT API_PORT
 
-.PHONY: help venv run test lint token package bench-flash clean
+.PHONY: help venv run test lint token package bench-flash bench-cold-start clean
 
 help:
 	@echo "make run      start the whole stack locally (emulator, API on :$(API_PORT), seed data)"
@@ -28,6 +28,7 @@ help:
 	@echo "make token USER=alice GROUPS=admin   a JWT for the local authorizer"
 	@echo "make package  Lambda zips (arm64) with cargo-lambda"
 	@echo "make bench-flash [S=500 K=8 R=5000 C=64]   flash-sale load through the local gateway"
+	@echo "make bench-cold-start [N=10]   each function's first response from a fresh process, against Python + boto3"
 
 # The Python side (moto for the emulator; SAM CLI, which bundles cfn-lint).
 # Reinstalled only when the requirements change.
@@ -79,9 +80,17 @@ package: $(VENV)/.deploy-installed
 
 # Benchmarks are not part of `make test`: they print figures (docs/benchmarks.md).
 bench-flash: venv
-	cargo build --profile local-release -p flashcart-bench
+	cargo build --profile local-release -p flashcart-bench --bin bench-flash
 	infra/local/with-emulator.sh ./target/local-release/bench-flash \
 		$(if $(S),--stock $(S)) $(if $(K),--shards $(K)) $(if $(R),--requests $(R)) $(if $(C),--concurrency $(C))
+
+# Release binaries for this machine (the Lambda profile: fat LTO, one codegen
+# unit), each started fresh N times under a Lambda Runtime API the benchmark
+# serves, beside a Python 3 + boto3 handler doing the same first request.
+bench-cold-start: venv
+	cargo build --release -p storefront-api -p checkout -p admin-api
+	cargo build --profile local-release -p flashcart-bench --bin bench-cold-start
+	infra/local/with-emulator.sh ./target/local-release/bench-cold-start $(if $(N),--runs $(N))
 
 clean:
 	cargo clean

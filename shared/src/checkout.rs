@@ -10,7 +10,8 @@
 //! is looked up only when the transaction refused it: the earlier answer
 //! again, or `KeyReused` for a different request.
 
-use crate::config::{CheckoutConfig, Tables};
+use crate::clock::SharedClock;
+use crate::config::{CheckoutConfig, ConfigError, Source, Tables};
 use crate::domain::Invalid;
 use crate::domain::flash_sale::{FlashSale, MAX_SALE_ID, SaleRule};
 use crate::domain::order::{CartRule, CheckoutRequest, FlashCheckoutRequest, Order, price_cart};
@@ -99,9 +100,11 @@ pub enum CheckoutError {
     Store(#[from] StoreError),
 }
 
-/// Everything a checkout function needs, built once per container.
+/// Everything a checkout function needs, built once per container: both
+/// checkout functions' `Deps`.
 pub struct Checkout {
     config: CheckoutConfig,
+    clock: SharedClock,
     catalog: CatalogStore,
     sales: FlashSaleStore,
     requests: RequestStore,
@@ -146,7 +149,23 @@ impl Checkout {
             },
             catalog,
             config,
+            clock: crate::clock::system(),
         }
+    }
+
+    /// As a function's `main.rs` builds it.
+    pub fn from_source(src: &dyn Source, sdk: &SdkConfig) -> Result<Self, ConfigError> {
+        Ok(Self::new(CheckoutConfig::from_source(src)?, sdk))
+    }
+
+    /// The same checkout on another clock (tests move time instead of sleeping).
+    pub fn with_clock(self, clock: SharedClock) -> Self {
+        Self { clock, ..self }
+    }
+
+    /// Now, on this checkout's clock: read once per request.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     pub fn config(&self) -> &CheckoutConfig {

@@ -157,20 +157,23 @@ mod tests {
         );
     }
 
+    const TABLES: [(&str, &str); 6] = [
+        ("CATALOG_TABLE", "c"),
+        ("FLASH_SALES_TABLE", "f"),
+        ("ORDERS_TABLE", "o"),
+        ("REQUESTS_TABLE", "r"),
+        ("PARTNERS_TABLE", "p"),
+        ("AUDIT_TABLE", "a"),
+    ];
+
     #[test]
     fn allowed_origins_are_trimmed_and_split() {
-        let src = source(&[
-            ("CATALOG_TABLE", "c"),
-            ("FLASH_SALES_TABLE", "f"),
-            ("ORDERS_TABLE", "o"),
-            ("REQUESTS_TABLE", "r"),
-            ("PARTNERS_TABLE", "p"),
-            ("AUDIT_TABLE", "a"),
-            (
-                "ALLOWED_ORIGINS",
-                " https://shop.example/ ,http://localhost:5173,",
-            ),
-        ]);
+        let mut pairs = TABLES.to_vec();
+        pairs.push((
+            "ALLOWED_ORIGINS",
+            " https://shop.example/ ,http://localhost:5173,",
+        ));
+        let src = source(&pairs);
         let cfg = HttpConfig::from_source(&src).unwrap();
         assert_eq!(
             cfg.allowed_origins,
@@ -187,18 +190,10 @@ mod tests {
 
     #[test]
     fn an_invalid_throttle_setting_names_itself() {
-        let base = [
-            ("CATALOG_TABLE", "c"),
-            ("FLASH_SALES_TABLE", "f"),
-            ("ORDERS_TABLE", "o"),
-            ("REQUESTS_TABLE", "r"),
-            ("PARTNERS_TABLE", "p"),
-            ("AUDIT_TABLE", "a"),
-            ("ALLOWED_ORIGINS", "https://shop.example"),
-            ("ORDER_QUEUE_URL", "q"),
-        ];
         let with = |extra: (&'static str, &'static str)| {
-            let mut pairs = base.to_vec();
+            let mut pairs = TABLES.to_vec();
+            pairs.push(("ALLOWED_ORIGINS", "https://shop.example"));
+            pairs.push(("ORDER_QUEUE_URL", "q"));
             pairs.push(extra);
             CheckoutConfig::from_source(&source(&pairs))
         };
