@@ -47,17 +47,69 @@ pub enum FunctionsError {
     Init { function: String, message: String },
 }
 
+/// A function's warm containers, as Lambda keeps them: each serves one
+/// request at a time, a request takes an idle one or starts a new one, and a
+/// container keeps its memory (sold out, throttled, sales) between the
+/// requests it serves. So what a container remembers locally is what one
+/// Lambda container would, not what every concurrent request shared.
+pub struct Containers<D> {
+    idle: std::sync::Mutex<Vec<Arc<D>>>,
+    start: Box<dyn Fn() -> Result<D, String> + Send + Sync>,
+}
+
+impl<D> Containers<D> {
+    /// Starts the first container now, so a configuration error fails the
+    /// local stack at startup, as it fails a Lambda's init.
+    pub fn new(
+        start: impl Fn() -> Result<D, String> + Send + Sync + 'static,
+    ) -> Result<Self, String> {
+        let first = Arc::new(start()?);
+        Ok(Self {
+            idle: std::sync::Mutex::new(vec![first]),
+            start: Box::new(start),
+        })
+    }
+
+    /// An idle container (the most recently used), or a new one.
+    pub fn take(&self) -> Result<Arc<D>, String> {
+        let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
+        match idle {
+            Some(c) => Ok(c),
+            None => (self.start)().map(Arc::new),
+        }
+    }
+
+    /// Back to idle once its request is answered.
+    pub fn give_back(&self, container: Arc<D>) {
+        if let Ok(mut v) = self.idle.lock() {
+            v.push(container);
+        }
+    }
+}
+
 macro_rules! http_fn {
     ($krate:ident, $env:expr, $sdk:expr, $clock:expr, $id:expr) => {{
-        let source = move |k: &str| $env.get(k).cloned();
-        let deps = $krate::Deps::from_source(&source, $sdk).map_err(|e| FunctionsError::Init {
+        let (sdk, clock) = ($sdk.clone(), $clock.clone());
+        let env = $env;
+        let containers = Containers::new(move || {
+            let source = |k: &str| env.get(k).cloned();
+            $krate::Deps::from_source(&source, &sdk)
+                .map(|d| d.with_clock(clock.clone()))
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|message| FunctionsError::Init {
             function: $id.clone(),
-            message: e.to_string(),
+            message,
         })?;
-        let deps = Arc::new(deps.with_clock($clock.clone()));
+        let containers = Arc::new(containers);
         let f: HttpFn = Arc::new(move |req| {
-            let deps = deps.clone();
-            Box::pin(async move { $krate::handle(&deps, req).await })
+            let containers = containers.clone();
+            Box::pin(async move {
+                let deps = containers.take()?;
+                let answer = $krate::handle(&deps, req).await;
+                containers.give_back(deps);
+                answer
+            })
         });
         f
     }};
