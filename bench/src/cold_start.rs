@@ -61,6 +61,9 @@ struct Subject {
 struct Run {
     first_response: Duration,
     peak_rss_kib: u64,
+    /// Of the resident set after the answer: anonymous memory (heap, stacks),
+    /// the rest being the program's own file pages.
+    anon_kib: u64,
     status: u16,
 }
 
@@ -226,7 +229,10 @@ async fn run_once(api: &RuntimeApi, subject: &Subject, round: usize) -> Result<R
         .kill_on_drop(true)
         .spawn()?;
     let answered = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await;
-    let peak_rss_kib = child.id().map(peak_rss_kib).unwrap_or(0);
+    let status_file = child
+        .id()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .unwrap_or_default();
     child.kill().await.ok();
     let (id, at, status) = answered
         .map_err(|_| format!("{}: no answer within 30 s", subject.name))?
@@ -236,21 +242,19 @@ async fn run_once(api: &RuntimeApi, subject: &Subject, round: usize) -> Result<R
     }
     Ok(Run {
         first_response: at - started,
-        peak_rss_kib,
+        peak_rss_kib: kib(&status_file, "VmHWM:"),
+        anon_kib: kib(&status_file, "RssAnon:"),
         status,
     })
 }
 
-/// The process's peak resident set (`VmHWM` in /proc), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
+/// A `/proc/<pid>/status` figure in KiB (`VmHWM:` is the peak resident set).
+fn kib(status_file: &str, field: &str) -> u64 {
+    status_file
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
 
@@ -331,22 +335,24 @@ fn report(runs: &BTreeMap<String, Vec<Run>>, n: usize) {
             .map(|r| r.first_response.as_secs_f64() * 1000.0)
             .collect();
         let mib: Vec<f64> = r.iter().map(|r| r.peak_rss_kib as f64 / 1024.0).collect();
+        let anon: Vec<f64> = r.iter().map(|r| r.anon_kib as f64 / 1024.0).collect();
         Some((
             median(ms.clone()),
             worst(&ms),
             median(mib.clone()),
             worst(&mib),
+            median(anon),
         ))
     };
     let mut text = format!(
         "bench-cold-start: {n} fresh processes each, spawn -> first response posted to the runtime API\n\
-         {:<18} {:>12} {:>12} {:>14} {:>14}\n",
-        "function", "median ms", "worst ms", "peak RSS MiB", "worst RSS MiB"
+         {:<18} {:>10} {:>10} {:>14} {:>14} {:>15}\n",
+        "function", "median ms", "worst ms", "peak RSS MiB", "worst RSS MiB", "of it anon MiB"
     );
     for name in runs.keys() {
-        if let Some((ms, ms_worst, mib, mib_worst)) = figures(name) {
+        if let Some((ms, ms_worst, mib, mib_worst, anon)) = figures(name) {
             text.push_str(&format!(
-                "{name:<18} {ms:>12.1} {ms_worst:>12.1} {mib:>14.1} {mib_worst:>14.1}\n"
+                "{name:<18} {ms:>10.1} {ms_worst:>10.1} {mib:>14.1} {mib_worst:>14.1} {anon:>15.1}\n"
             ));
         }
     }
