@@ -19,12 +19,13 @@ EMULATOR_DYNAMODB_PORT ?= 4567
 API_PORT ?= 3000
 export EMULATOR_PORT EMULATOR_DYNAMODB_PORT API_PORT
 
-.PHONY: help venv run test lint token package bench-flash bench-cold-start clean
+.PHONY: help venv run test lint contract token package bench-flash bench-cold-start clean
 
 help:
 	@echo "make run      start the whole stack locally (emulator, API on :$(API_PORT), seed data)"
 	@echo "make test     every test: the emulator's patches against plain moto, then the workspace against a fresh emulator"
 	@echo "make lint     rustfmt, clippy -D warnings, cfn-lint, sam validate --lint"
+	@echo "make contract docs/openapi.yaml checked by Schemathesis against a fresh local stack, as a shopper and as an admin"
 	@echo "make token USER=alice GROUPS=admin   a JWT for the local authorizer"
 	@echo "make package  Lambda zips (arm64) with cargo-lambda"
 	@echo "make bench-flash [S=500 K=8 R=5000 C=64]   flash-sale load through the local gateway"
@@ -65,6 +66,13 @@ lint: venv
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/sam validate --lint --template template.yaml --region $(AWS_REGION)
+
+# Schemathesis (pinned in requirements.txt) against a fresh stack on free ports:
+# every check, a fixed seed, a bounded number of cases; exceptions per operation
+# in infra/local/contract/ (ADR 0011).
+contract: venv
+	cargo build -p flashcart-local
+	infra/local/with-emulator.sh infra/local/contract/run.sh
 
 token:
 	@cargo run -q -p flashcart-local -- token --user "$(USER)" --groups "$(GROUPS)"

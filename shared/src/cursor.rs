@@ -27,8 +27,20 @@ pub fn encode(key: &Key) -> Option<String> {
         .map(|j| URL_SAFE_NO_PAD.encode(j))
 }
 
-/// Decodes a cursor that must hold exactly `attributes` (all strings).
+/// Decodes a cursor that must hold exactly `attributes`, all non-empty
+/// strings: it becomes a DynamoDB `ExclusiveStartKey`, and DynamoDB refuses an
+/// empty key string (a forged cursor must be a 400, not a 500).
 pub fn decode(cursor: &str, attributes: &[&str]) -> Result<Key, CursorError> {
+    let key = decode_position(cursor, attributes)?;
+    if key.values().any(|v| v.as_s().is_ok_and(String::is_empty)) {
+        return Err(CursorError);
+    }
+    Ok(key)
+}
+
+/// Decodes a cursor that must hold exactly `attributes` (all strings, empty
+/// allowed): a position of ours that is not itself a DynamoDB key.
+pub fn decode_position(cursor: &str, attributes: &[&str]) -> Result<Key, CursorError> {
     if cursor.len() > MAX_CURSOR {
         return Err(CursorError);
     }
@@ -68,6 +80,7 @@ mod tests {
             "e30",
             &URL_SAFE_NO_PAD.encode(r#"{"pk":"x","other":"y"}"#),
             &URL_SAFE_NO_PAD.encode(r#"{"pk":1,"sk":"y"}"#),
+            &URL_SAFE_NO_PAD.encode(r#"{"pk":"","sk":""}"#),
         ] {
             assert_eq!(decode(bad, &["pk", "sk"]), Err(CursorError), "{bad}");
         }

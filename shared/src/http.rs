@@ -173,12 +173,38 @@ pub fn json_value(req: &Request, limit: usize) -> Result<serde_json::Value, ApiE
         ));
     }
     // from_slice insists the document is all there is (trailing bytes are an error)
-    serde_json::from_slice(bytes).map_err(|e| {
+    let mut value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::invalid_request(
             "body",
             format!("malformed JSON at line {} column {}", e.line(), e.column()),
         )
-    })
+    })?;
+    whole_numbers_as_integers(&mut value);
+    Ok(value)
+}
+
+/// The largest integer a double holds exactly (2^53).
+const EXACT_IN_F64: f64 = 9_007_199_254_740_992.0;
+
+/// JSON has one number type, and JSON Schema (our contract) counts `3.0` as
+/// the integer 3; serde would refuse it for an integer field. Whole numbers
+/// written with a zero fraction or an exponent are read as integers, before
+/// typing and before the fingerprint, so `3.0` and `3` are the same request.
+fn whole_numbers_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() <= EXACT_IN_F64)
+            {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(whole_numbers_as_integers),
+        _ => {}
+    }
 }
 
 /// A parsed body as `T`: 400 naming the field that is missing or of the wrong
@@ -318,6 +344,28 @@ mod tests {
                 .status(),
             413
         );
+    }
+
+    #[test]
+    fn whole_numbers_read_as_integers_however_they_are_written() {
+        let v = json_value(
+            &request_with(r#"{"q": 3.0, "n": [2E3, -0.0], "m": {"a": 1.5, "big": 1e300}}"#),
+            200,
+        )
+        .unwrap();
+        assert_eq!(v["q"], serde_json::json!(3));
+        assert!(v["q"].is_u64());
+        assert_eq!(v["n"], serde_json::json!([2000, 0]));
+        assert!(
+            v["m"]["a"].is_f64(),
+            "a fraction stays a fraction (and fails typing)"
+        );
+        assert!(v["m"]["big"].is_f64(), "beyond 2^53 stays a float");
+        #[derive(serde::Deserialize)]
+        struct Q {
+            q: u32,
+        }
+        assert_eq!(typed::<Q>(&v).unwrap().q, 3);
     }
 
     #[test]

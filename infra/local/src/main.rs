@@ -33,7 +33,13 @@ enum Cmd {
         #[arg(long, env = "EMULATOR_DYNAMODB_PORT", default_value_t = 4567)]
         emulator_dynamodb_port: u16,
         /// Do not start the emulator: use the endpoints in AWS_ENDPOINT_URL* as they are.
-        #[arg(long, env = "FLASHCART_EXTERNAL_ENDPOINTS")]
+        /// The variable takes 1/0 as well as true/false (the README says `=1`).
+        #[arg(
+            long,
+            env = "FLASHCART_EXTERNAL_ENDPOINTS",
+            action = clap::ArgAction::SetTrue,
+            value_parser = clap::builder::BoolishValueParser::new()
+        )]
         external: bool,
         /// The Python that has moto installed.
         #[arg(long, env = "FLASHCART_PYTHON", default_value = ".venv/bin/python")]

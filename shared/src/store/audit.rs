@@ -78,7 +78,7 @@ impl AuditStore {
         let today = now.date_naive();
         let mut at = match cursor {
             Some(c) => {
-                let key = cursor::decode(c, &["day", "sk"])?;
+                let key = cursor::decode_position(c, &["day", "sk"])?;
                 let day = key["day"]
                     .as_s()
                     .ok()

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# `make contract`: Schemathesis checks docs/openapi.yaml against a fresh local
+# stack, once as a shopper and once as an admin (ADR 0011). Run it inside
+# infra/local/with-emulator.sh, which provides the emulator's endpoints; this
+# script starts the API on a free port, with the demo data, and stops it on exit.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../../.." && pwd)"
+venv="$root/.venv/bin"
+local_bin="$root/target/debug/flashcart-local"
+work="$(mktemp -d)"
+api_pid=""
+cleanup() {
+  if [ -n "$api_pid" ]; then
+    kill "$api_pid" 2>/dev/null || true
+    wait "$api_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+port="$("$venv/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+FLASHCART_EXTERNAL_ENDPOINTS=1 API_PORT="$port" RUST_LOG="${RUST_LOG:-warn}" \
+  "$local_bin" run >"$work/stack.log" 2>&1 &
+api_pid=$!
+base="http://127.0.0.1:$port"
+for _ in $(seq 1 600); do
+  curl -fs "$base/health" >/dev/null 2>&1 && break
+  kill -0 "$api_pid" 2>/dev/null || { cat "$work/stack.log" >&2; echo "the local stack exited before it served" >&2; exit 1; }
+  sleep 0.1
+done
+curl -fs "$base/health" >/dev/null || { cat "$work/stack.log" >&2; echo "the local stack did not serve within 60 s" >&2; exit 1; }
+echo "contract: API $base" >&2
+
+# Schemathesis and Hypothesis keep caches in the working directory: keep them out of the tree.
+mkdir -p "$root/target/contract"
+cd "$root/target/contract"
+status=0
+for who in shopper admin; do
+  case "$who" in
+    shopper) groups="" ;;
+    admin) groups="admin" ;;
+  esac
+  FLASHCART_CONTRACT_DIR="$here"
+  FLASHCART_TOKEN="$("$local_bin" token --user "contract-$who" --groups "$groups")"
+  export FLASHCART_CONTRACT_DIR FLASHCART_TOKEN
+  echo "contract: as $who" >&2
+  "$venv/schemathesis" --config-file "$here/schemathesis.toml" run "$root/docs/openapi.yaml" \
+    --url "$base" || status=1
+done
+if [ "$status" -ne 0 ]; then
+  echo "contract: the stack's log follows" >&2
+  grep -v '"level":"INFO"' "$work/stack.log" | tail -n 50 >&2 || true
+fi
+exit "$status"
