@@ -96,7 +96,7 @@ bench-flash: venv
 # unit), each started fresh N times under a Lambda Runtime API the benchmark
 # serves, beside a Python 3 + boto3 handler doing the same first request.
 bench-cold-start: venv
-	cargo build --release -p storefront-api -p checkout -p admin-api
+	cargo build --release -p storefront-api -p checkout -p flash-checkout -p admin-api
 	cargo build --profile local-release -p flashcart-bench --bin bench-cold-start
 	infra/local/with-emulator.sh ./target/local-release/bench-cold-start $(if $(N),--runs $(N))
 

@@ -104,6 +104,29 @@ async fn bench(args: &Args, stack: &LocalStack) -> Result<(), Error> {
         .put(&input.into_product("MUG-1".into(), now, now))
         .await
         .map_err(|e| format!("seeding MUG-1: {e}"))?;
+    // and a running sale of it for flash-checkout
+    let sales = shared::store::flash_sales::FlashSaleStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        stack.stack.table("FlashSalesTable"),
+        catalog.clone(),
+    );
+    let sale = shared::domain::flash_sale::NewFlashSale {
+        sale_id: None,
+        sku: "MUG-1".into(),
+        price: Money {
+            amount: 999,
+            currency: "EUR".into(),
+        },
+        quantity: 10_000,
+        starts_at: now - chrono::Duration::minutes(1),
+        ends_at: now + chrono::Duration::hours(1),
+        per_user_limit: 1,
+        shards: Some(8),
+    };
+    sales
+        .create(&sale.into_sale(SALE.into(), now))
+        .await
+        .map_err(|e| format!("seeding sale {SALE}: {e}"))?;
 
     let api = Arc::new(RuntimeApi::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -121,6 +144,7 @@ async fn bench(args: &Args, stack: &LocalStack) -> Result<(), Error> {
 
     let fixture = |name: &str| std::fs::read_to_string(format!("tests/fixtures/{name}"));
     let get_product = fixture("apigw-v2-get-product.json")?;
+    let checkout = fixture("apigw-v2-checkout.json")?;
     let mut subjects = Vec::new();
     for (id, binary, event) in [
         (
@@ -128,10 +152,11 @@ async fn bench(args: &Args, stack: &LocalStack) -> Result<(), Error> {
             "storefront-api",
             get_product.clone(),
         ),
+        ("CheckoutFunction", "checkout", checkout.clone()),
         (
-            "CheckoutFunction",
-            "checkout",
-            fixture("apigw-v2-checkout.json")?,
+            "FlashCheckoutFunction",
+            "flash-checkout",
+            flash_event(&checkout)?,
         ),
         (
             "AdminApiFunction",
@@ -217,7 +242,7 @@ async fn run_once(api: &RuntimeApi, subject: &Subject, round: usize) -> Result<R
     let request_id = format!("bench-{round}-{}", uuid::Uuid::new_v4().simple());
     let (tx, mut rx) = mpsc::unbounded_channel();
     *api.responses.lock().await = Some(tx);
-    *api.event.lock().await = Some((request_id.clone(), subject.event.clone()));
+    *api.event.lock().await = Some((request_id.clone(), first_time(&subject.event)?));
     let started = Instant::now();
     let mut child = tokio::process::Command::new(&subject.command[0])
         .args(&subject.command[1..])
@@ -246,6 +271,39 @@ async fn run_once(api: &RuntimeApi, subject: &Subject, round: usize) -> Result<R
         anon_kib: kib(&status_file, "RssAnon:"),
         status,
     })
+}
+
+/// The sale flash-checkout's first event buys from.
+const SALE: &str = "bench-cold";
+
+/// The checkout fixture, turned into a flash-sale checkout of [`SALE`].
+fn flash_event(checkout: &str) -> Result<String, Error> {
+    let mut e: serde_json::Value = serde_json::from_str(checkout)?;
+    let route = "POST /flash-sales/{sale_id}/checkout";
+    let path = format!("/flash-sales/{SALE}/checkout");
+    e["routeKey"] = route.into();
+    e["rawPath"] = path.clone().into();
+    e["requestContext"]["routeKey"] = route.into();
+    e["requestContext"]["http"]["path"] = path.into();
+    e["pathParameters"] = serde_json::json!({ "sale_id": SALE });
+    e["body"] = r#"{"quantity": 1, "payment_token": "tok_ok"}"#.into();
+    Ok(e.to_string())
+}
+
+/// `event` as a first request: a buyer and an Idempotency-Key of its own, so
+/// no run replays an earlier one (the admin event keeps its admin).
+fn first_time(event: &str) -> Result<String, Error> {
+    let mut e: serde_json::Value = serde_json::from_str(event)?;
+    let fresh = uuid::Uuid::new_v4().to_string();
+    if e["headers"].get("idempotency-key").is_some() {
+        e["headers"]["idempotency-key"] = fresh.clone().into();
+    }
+    if let Some(claims) = e["requestContext"]["authorizer"]["jwt"]["claims"].as_object_mut()
+        && claims.get("cognito:groups").is_none()
+    {
+        claims.insert("sub".into(), format!("bench-{fresh}").into());
+    }
+    Ok(e.to_string())
 }
 
 /// A `/proc/<pid>/status` figure in KiB (`VmHWM:` is the peak resident set).

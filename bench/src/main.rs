@@ -285,7 +285,7 @@ async fn main() -> Result<(), Error> {
          bare UpdateItem/s          {bare_per_sec:.0}   ({bare_ops} conditional updates, C={})\n\
          accepted / bare            {:.0}%\n\
          DynamoDB calls             {:.2} per accepted checkout (solo: {solo_ok} of {}), {:.2} per request in the rush, {:.2} per sold_out answer once sold out\n\
-         calls on the losing path   {losing_calls} in the rush beyond one per sale: {:.2} per loser at the sell-out, {:.2} per sold_out answer in the rush\n\
+         calls on the losing path   {losing_calls} in the rush beyond one per sale (a proxy: winners' failed tries and each container's sale read count too): {:.2} per loser at the sell-out, {:.2} per sold_out answer in the rush\n\
          rush calls by operation    {rush_ops:?}\n\
          one user hammering         {:?}   ({} checkouts from one buyer, C={half})\n\
          everyone else meanwhile    {:?}\n\

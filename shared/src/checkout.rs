@@ -198,14 +198,13 @@ impl Checkout {
             None,
             now,
         );
+        tracing::Span::current().record("order_id", order.order_id.as_str());
         let answer = order.accepted_body().to_string();
         let reservation = self.reservation(attempt, &order, &answer);
         match self.reservations.reserve_cart(&reservation).await {
             Ok(()) => Ok(self.accept(attempt, &order, answer).await),
             Err(e) => {
-                let counted = matches!(e, ReserveError::Throttled { .. } | ReserveError::Duplicate);
-                if !counted {
-                    // refused attempts spend the budget too
+                if spends_budget(&e) {
                     let counts = skus
                         .iter()
                         .map(|sku| self.count_refused(&attempt.user, sku, now));
@@ -255,6 +254,7 @@ impl Checkout {
             Some(sale.sale_id.clone()),
             now,
         );
+        tracing::Span::current().record("order_id", order.order_id.as_str());
         let answer = order.accepted_body().to_string();
         let reservation = self.reservation(attempt, &order, &answer);
         let shards = SaleShards {
@@ -276,11 +276,12 @@ impl Checkout {
                 // the duplicate check: this container's own earlier answer.
                 self.remembered(attempt, now).ok_or(CheckoutError::SoldOut)
             }
-            Err(e @ ReserveError::LimitReached { .. }) => {
-                self.count_refused(&attempt.user, &sale.sku, now).await;
+            Err(e) => {
+                if spends_budget(&e) {
+                    self.count_refused(&attempt.user, &sale.sku, now).await;
+                }
                 self.reserve_failed(attempt, e, now).await
             }
-            Err(e) => self.reserve_failed(attempt, e, now).await,
         }
     }
 
@@ -333,8 +334,9 @@ impl Checkout {
             .throttled
             .recall_for(&throttle_key(user, sku), now)
         {
+            // whole seconds, rounded up: a client that waits that long is let in
             Some((_, left)) => Err(CheckoutError::Throttled {
-                retry_after: left.num_seconds().max(1) as u64,
+                retry_after: (left.num_milliseconds() + 999).div_euclid(1000).max(1) as u64,
             }),
             None => Ok(()),
         }
@@ -347,13 +349,13 @@ impl Checkout {
         sku: &str,
         now: DateTime<Utc>,
     ) -> CheckoutError {
-        let retry_after = self.config.throttle.retry_after(now);
-        self.memory.throttled.remember(
-            throttle_key(user, sku),
-            (),
-            now + Duration::seconds(retry_after as i64),
-        );
-        CheckoutError::Throttled { retry_after }
+        let throttle = &self.config.throttle;
+        self.memory
+            .throttled
+            .remember(throttle_key(user, sku), (), throttle.window_end(now));
+        CheckoutError::Throttled {
+            retry_after: throttle.retry_after(now),
+        }
     }
 
     /// Counts an attempt whose transaction was refused for another reason, so
@@ -455,6 +457,21 @@ impl Checkout {
             body,
             queued,
         }
+    }
+}
+
+/// Whether a refused reservation counts against the buyer's throttle window:
+/// every refusal the buyer could repeat does (no stock, the limit, contention),
+/// so hammering a sold-out or short sale is throttled like any other; an
+/// attempt the window already counted (its own transaction did, or it is a
+/// replay) and our own faults do not.
+fn spends_budget(e: &ReserveError) -> bool {
+    match e {
+        ReserveError::InsufficientStock { .. }
+        | ReserveError::SoldOut
+        | ReserveError::LimitReached { .. }
+        | ReserveError::Conflict => true,
+        ReserveError::Throttled { .. } | ReserveError::Duplicate | ReserveError::Store(_) => false,
     }
 }
 

@@ -286,36 +286,46 @@ pub fn checkout_answer(
     result: Result<Outcome, ApiError>,
     started: Instant,
 ) -> Response<Body> {
-    let (label, response) = match result {
-        Ok(Outcome::Accepted {
-            order_id,
-            body,
-            queued,
-        }) => {
-            tracing::Span::current().record("order_id", order_id.as_str());
+    let label = outcome_label(&result);
+    let response = match result {
+        Ok(Outcome::Accepted { body, queued, .. }) => {
             if !queued {
                 tracing::warn!("accepted, not queued: the sweeper re-drives the order");
             }
-            ("accepted", accepted(StatusCode::ACCEPTED, body))
+            accepted(StatusCode::ACCEPTED, body)
         }
         Ok(Outcome::Replayed { status, body }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
-            ("replayed", accepted(status, body))
+            accepted(status, body)
         }
-        Err(e) => (e.code(), e.into_response(&info.request_id)),
+        Err(e) => e.into_response(&info.request_id),
     };
     crate::metrics::checkout(function, label, started.elapsed());
     response
 }
 
-/// A stored 202 body with `Location: /orders/{order_id}`.
+/// What a checkout's answer is counted as in EMF: `accepted` for a new order,
+/// `replayed` for an earlier answer given again, else the error code.
+fn outcome_label(result: &Result<Outcome, ApiError>) -> &'static str {
+    match result {
+        Ok(Outcome::Accepted { .. }) => "accepted",
+        Ok(Outcome::Replayed { .. }) => "replayed",
+        Err(e) => e.code(),
+    }
+}
+
+/// A stored 202 body with `Location: /orders/{order_id}`; the order id goes
+/// into the request's span too (a replay learns it only here).
 fn accepted(status: StatusCode, body: String) -> Response<Body> {
     let order_id = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v["order_id"].as_str().map(str::to_owned));
     let response = crate::response::json_text(status, body);
     match order_id {
-        Some(id) => crate::response::with_location(response, &format!("/orders/{id}")),
+        Some(id) => {
+            tracing::Span::current().record("order_id", id.as_str());
+            crate::response::with_location(response, &format!("/orders/{id}"))
+        }
         None => response,
     }
 }
@@ -397,6 +407,24 @@ mod tests {
             field(serde_json::json!({"items": [{"sku": "A", "quantity": 1.5}]})),
             "items[0].quantity"
         );
+    }
+
+    #[test]
+    fn a_replay_is_counted_as_a_replay_not_an_acceptance() {
+        let body = r#"{"order_id":"ord-1"}"#.to_owned();
+        let replayed = Ok(Outcome::Replayed {
+            status: 202,
+            body: body.clone(),
+        });
+        assert_eq!(outcome_label(&replayed), "replayed");
+        let accepted = Ok(Outcome::Accepted {
+            order_id: "ord-1".into(),
+            body,
+            queued: true,
+        });
+        assert_eq!(outcome_label(&accepted), "accepted");
+        let refused = Err(ApiError::unauthorized());
+        assert_eq!(outcome_label(&refused), "unauthorized");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Flashcart's shared library: everything two functions need.
 //!
 //! Dependencies point one way (no cycles): `domain` needs nothing; `store`
-//! needs `domain`; the use case `checkout` needs both; `error` maps all their
+//! needs `domain` (and `cursor`, `config`); the use case `checkout` needs both; `error` maps all their
 //! errors to the HTTP shape; `http` reads requests and writes the checkout
 //! answer; the handlers in `functions/*` sit on top.
 //!

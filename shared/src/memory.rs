@@ -34,13 +34,10 @@ impl<V: Clone> Memory<V> {
 
     /// The value under `key` and how long it is still remembered at `now`.
     pub fn recall_for(&self, key: &str, now: DateTime<Utc>) -> Option<(V, Duration)> {
+        // An expired entry is left for eviction: removing it here could
+        // remove a fresh one another request wrote in between.
         let (value, until) = self.entries.get(key)?;
-        if until > now {
-            Some((value, until - now))
-        } else {
-            self.entries.remove(key);
-            None
-        }
+        (until > now).then(|| (value, until - now))
     }
 }
 

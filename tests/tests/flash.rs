@@ -230,7 +230,8 @@ async fn a_buyer_after_the_sell_out_pays_one_transaction_and_one_read_not_one_pe
             .await;
         assert_eq!(a.status, 202, "{}", a.body);
     }
-    let checkout = h.checkout_container("FlashCheckoutFunction", "late-buyer", &[]);
+    let app = format!("late-buyer-{}", uuid::Uuid::new_v4().simple());
+    let checkout = h.checkout_container("FlashCheckoutFunction", &app, &[]);
     let attempt = Attempt {
         user: "late".into(),
         key: "k-late".into(),
@@ -242,7 +243,7 @@ async fn a_buyer_after_the_sell_out_pays_one_transaction_and_one_read_not_one_pe
     };
     let refused = checkout.flash("gone", &attempt, h.now()).await.unwrap_err();
     assert!(matches!(refused, CheckoutError::SoldOut), "{refused:?}");
-    let calls = h.dynamo_calls("late-buyer").await;
+    let calls = h.dynamo_calls(&app).await;
     assert_eq!(calls.get("TransactWriteItems"), Some(&1), "{calls:?}");
     assert_eq!(calls.get("BatchGetItem"), Some(&1), "{calls:?}");
     // and the container now knows: the next loser costs nothing
@@ -252,7 +253,7 @@ async fn a_buyer_after_the_sell_out_pays_one_transaction_and_one_read_not_one_pe
     };
     let refused = checkout.flash("gone", &again, h.now()).await.unwrap_err();
     assert!(matches!(refused, CheckoutError::SoldOut), "{refused:?}");
-    assert_eq!(h.dynamo_calls("late-buyer").await, calls);
+    assert_eq!(h.dynamo_calls(&app).await, calls);
 }
 
 /// Units left only in pieces smaller than the request: the read says so, and
@@ -262,7 +263,8 @@ async fn a_read_of_every_shard_tells_pieces_from_sold_out() {
     let h = Harness::new().await;
     h.product("TV-1", "tv", 50000, 100).await;
     h.flash_sale("bits", "TV-1", 4, 4, 3).await;
-    let checkout = h.checkout_container("FlashCheckoutFunction", "bits-buyer", &[]);
+    let app = format!("bits-buyer-{}", uuid::Uuid::new_v4().simple());
+    let checkout = h.checkout_container("FlashCheckoutFunction", &app, &[]);
     let attempt = Attempt {
         user: "alice".into(),
         key: "k-1".into(),
@@ -277,7 +279,25 @@ async fn a_read_of_every_shard_tells_pieces_from_sold_out() {
         matches!(refused, CheckoutError::InsufficientStock { .. }),
         "{refused:?}"
     );
-    let calls = h.dynamo_calls("bits-buyer").await;
+    let calls = h.dynamo_calls(&app).await;
     assert_eq!(calls.get("TransactWriteItems"), Some(&1), "{calls:?}");
     assert_eq!(h.get("/flash-sales/bits").await.body["remaining"], 4);
+}
+
+/// Scenario P1 on a sale that cannot serve the request: refusals the buyer
+/// can repeat spend the throttle budget like acceptances, so hammering costs
+/// DynamoDB only until the window is full.
+#[tokio::test]
+async fn hammering_a_sale_that_cannot_serve_the_request_is_throttled_too() {
+    let h = Harness::new().await;
+    h.product("TV-1", "tv", 50000, 100).await;
+    // four shards of one unit: two at once never come from one shard
+    h.flash_sale("crumbs", "TV-1", 4, 4, 3).await;
+    let mut codes = Vec::new();
+    for i in 0..7 {
+        let a = h.flash_buy("crumbs", "mallory", &format!("m-{i}"), 2).await;
+        codes.push(error_code(&a));
+    }
+    assert_eq!(&codes[..5], ["insufficient_stock"; 5], "{codes:?}");
+    assert_eq!(&codes[5..], ["throttled"; 2], "{codes:?}");
 }

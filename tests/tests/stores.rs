@@ -2,6 +2,7 @@
 //! any handler's help.
 
 use crate::common::Harness;
+use flashcart_local::sdk_config;
 use shared::domain::flash_sale::FlashSale;
 use shared::domain::money::Money;
 use shared::domain::order::{Order, OrderLine};
@@ -127,4 +128,34 @@ async fn a_partner_that_exists_is_told_from_a_taken_key_id() {
         matches!(taken, CreatePartnerError::KeyIdTaken(ref id) if id == "k1"),
         "{taken:?}"
     );
+}
+
+#[tokio::test]
+async fn a_dropped_harness_leaves_no_table_or_queue_behind() {
+    let h = Harness::new().await;
+    let tables: Vec<String> = h.stack.stack.tables.values().cloned().collect();
+    let queues: Vec<String> = h
+        .stack
+        .stack
+        .queues
+        .values()
+        .map(|q| q.name.clone())
+        .collect();
+    assert!(!tables.is_empty() && !queues.is_empty());
+    drop(h);
+    let sdk = sdk_config(false).await.unwrap();
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    for t in &tables {
+        let described = dynamo.describe_table().table_name(t).send().await;
+        let gone = described.as_ref().err().and_then(|e| e.as_service_error());
+        assert!(
+            gone.is_some_and(|e| e.is_resource_not_found_exception()),
+            "table {t} is still there: {described:?}"
+        );
+    }
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    for q in &queues {
+        let found = sqs.get_queue_url().queue_name(q).send().await;
+        assert!(found.is_err(), "queue {q} is still there");
+    }
 }

@@ -164,6 +164,7 @@ async fn create_sale(
         .clone()
         .unwrap_or_else(|| format!("fs-{}", uuid::Uuid::new_v4().simple()));
     target.clone_from(&sale_id);
+    tracing::Span::current().record("sale_id", sale_id.as_str());
     let sale = input.into_sale(sale_id, now);
     deps.sales.create(&sale).await?;
     let remaining = u64::from(sale.quantity);

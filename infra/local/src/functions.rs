@@ -7,6 +7,7 @@ use crate::template::{Template, TemplateError};
 use aws_config::SdkConfig;
 use lambda_http::{Body, Request, Response};
 use shared::clock::SharedClock;
+use shared::config::ConfigError;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub type HttpFn =
     Arc<dyn Fn(Request) -> BoxFuture<Result<Response<Body>, lambda_http::Error>> + Send + Sync>;
+/// An SQS-triggered function, as the pollers invoke it.
 pub type SqsFn = Arc<
     dyn Fn(
             aws_lambda_events::event::sqs::SqsEvent,
@@ -23,20 +25,13 @@ pub type SqsFn = Arc<
         + Send
         + Sync,
 >;
-pub type ScheduleFn = Arc<
-    dyn Fn(
-            aws_lambda_events::event::eventbridge::EventBridgeEvent,
-        ) -> BoxFuture<Result<(), lambda_http::Error>>
-        + Send
-        + Sync,
->;
-
-/// Every function of the template, ready to invoke.
+/// Every function of the template, ready to invoke. Only HTTP functions exist
+/// so far; the queue and schedule functions of DESIGN.md (order-finalizer,
+/// reservation-sweeper, feed-ingest) add their own maps when they land, and
+/// `pollers` invokes them.
 #[derive(Clone, Default)]
 pub struct Functions {
     pub http: HashMap<String, HttpFn>,
-    pub sqs: HashMap<String, SqsFn>,
-    pub scheduled: HashMap<String, ScheduleFn>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,15 +49,15 @@ pub enum FunctionsError {
 /// Lambda container would, not what every concurrent request shared.
 pub struct Containers<D> {
     idle: std::sync::Mutex<Vec<Arc<D>>>,
-    start: Box<dyn Fn() -> Result<D, String> + Send + Sync>,
+    start: Box<dyn Fn() -> Result<D, ConfigError> + Send + Sync>,
 }
 
 impl<D> Containers<D> {
     /// Starts the first container now, so a configuration error fails the
     /// local stack at startup, as it fails a Lambda's init.
     pub fn new(
-        start: impl Fn() -> Result<D, String> + Send + Sync + 'static,
-    ) -> Result<Self, String> {
+        start: impl Fn() -> Result<D, ConfigError> + Send + Sync + 'static,
+    ) -> Result<Self, ConfigError> {
         let first = Arc::new(start()?);
         Ok(Self {
             idle: std::sync::Mutex::new(vec![first]),
@@ -71,7 +66,7 @@ impl<D> Containers<D> {
     }
 
     /// An idle container (the most recently used), or a new one.
-    pub fn take(&self) -> Result<Arc<D>, String> {
+    pub fn take(&self) -> Result<Arc<D>, ConfigError> {
         let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
         match idle {
             Some(c) => Ok(c),
@@ -93,13 +88,11 @@ macro_rules! http_fn {
         let env = $env;
         let containers = Containers::new(move || {
             let source = |k: &str| env.get(k).cloned();
-            $krate::Deps::from_source(&source, &sdk)
-                .map(|d| d.with_clock(clock.clone()))
-                .map_err(|e| e.to_string())
+            $krate::Deps::from_source(&source, &sdk).map(|d| d.with_clock(clock.clone()))
         })
-        .map_err(|message| FunctionsError::Init {
+        .map_err(|e| FunctionsError::Init {
             function: $id.clone(),
-            message,
+            message: e.to_string(),
         })?;
         let containers = Arc::new(containers);
         let f: HttpFn = Arc::new(move |req| {

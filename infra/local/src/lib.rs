@@ -21,7 +21,6 @@ use aws_config::SdkConfig;
 use bootstrap::Stack;
 use functions::Functions;
 use gateway::Gateway;
-use pollers::QueuePoller;
 use shared::clock::SharedClock;
 use shared::config::Secret;
 use std::sync::Arc;
@@ -71,8 +70,20 @@ impl LocalStack {
     ) -> Result<Self, Error> {
         let template = Template::load(&template::default_path())?;
         let stack = bootstrap::create(&template, &sdk, prefix).await?;
-        let functions = Functions::build(&template, &stack, &sdk, &clock)?;
-        let gateway = Arc::new(Gateway::new(&template, &stack, &functions, secret.clone())?);
+        let wired = Functions::build(&template, &stack, &sdk, &clock)
+            .map_err(Error::from)
+            .and_then(|functions| {
+                let gateway = Gateway::new(&template, &stack, &functions, secret.clone())?;
+                Ok((functions, Arc::new(gateway)))
+            });
+        let (functions, gateway) = match wired {
+            Ok(w) => w,
+            Err(e) => {
+                // what was created is removed: a failed start leaves nothing behind
+                bootstrap::destroy(&stack, &sdk).await;
+                return Err(e);
+            }
+        };
         Ok(Self {
             template,
             stack,
@@ -103,33 +114,6 @@ impl LocalStack {
 
     pub fn router(&self) -> axum::Router {
         gateway::router(self.gateway.clone())
-    }
-
-    /// The queue pollers the template's SQS event sources describe.
-    pub fn pollers(&self) -> Result<Vec<QueuePoller>, Error> {
-        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
-        self.template
-            .queue_sources()?
-            .into_iter()
-            .map(|src| {
-                let queue = self.stack.queue(&src.queue).cloned().ok_or_else(|| {
-                    format!("{}: queue {} was not created", src.function, src.queue)
-                })?;
-                let handler = self
-                    .functions
-                    .sqs
-                    .get(&src.function)
-                    .cloned()
-                    .ok_or_else(|| format!("{} is not an SQS function", src.function))?;
-                Ok(QueuePoller {
-                    sqs: sqs.clone(),
-                    queue,
-                    region: self.stack.region.clone(),
-                    batch_size: src.batch_size,
-                    handler,
-                })
-            })
-            .collect()
     }
 
     /// A token the local authorizer accepts.

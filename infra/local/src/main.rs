@@ -149,22 +149,6 @@ async fn run(port: u16, prefix: &str, no_seed: bool) -> Result<(), flashcart_loc
         Some(seed::seed(&stack.stack, &stack.sdk).await?)
     };
 
-    let mut tasks = tokio::task::JoinSet::new();
-    for poller in stack.pollers()? {
-        tasks.spawn(poller.run());
-    }
-    for schedule in stack.template.schedules()? {
-        if let Some(f) = stack.functions.scheduled.get(&schedule.function) {
-            tasks.spawn(flashcart_local::pollers::tick(
-                schedule.every,
-                f.clone(),
-                stack.stack.region.clone(),
-                stack.stack.account.clone(),
-                schedule.function.clone(),
-            ));
-        }
-    }
-
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -180,7 +164,6 @@ async fn run(port: u16, prefix: &str, no_seed: bool) -> Result<(), flashcart_loc
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;
-    tasks.abort_all();
     say("stopped");
     Ok(())
 }

@@ -1,11 +1,12 @@
 //! The local event source mappings: long-poll a queue, hand each batch to its
 //! function as a real SQS event, delete only what the function did not report
 //! as failed (partial batch responses), and let the rest reappear after the
-//! visibility timeout, as Lambda does. And the schedule: a tick per rate.
+//! visibility timeout, as Lambda does. The queue functions of DESIGN.md
+//! (order-finalizer, feed-ingest) are wired to it when they land; tests drive
+//! it with a function of their own.
 
 use crate::bootstrap::Queue;
-use crate::functions::{ScheduleFn, SqsFn};
-use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use crate::functions::SqsFn;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use std::collections::HashSet;
@@ -133,41 +134,6 @@ impl QueuePoller {
                 tracing::warn!(queue = %self.queue.name, error = %e, "poll failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-        }
-    }
-}
-
-/// An EventBridge scheduled event, as Lambda receives it.
-pub fn scheduled_event(region: &str, account: &str, rule: &str) -> EventBridgeEvent {
-    let mut e = EventBridgeEvent::default();
-    e.version = Some("0".into());
-    e.id = Some(uuid::Uuid::new_v4().to_string());
-    e.detail_type = "Scheduled Event".into();
-    e.source = "aws.events".into();
-    e.account = Some(account.to_owned());
-    e.time = Some(chrono::Utc::now());
-    e.region = Some(region.to_owned());
-    e.resources = Some(vec![format!(
-        "arn:aws:events:{region}:{account}:rule/{rule}"
-    )]);
-    e.detail = serde_json::json!({});
-    e
-}
-
-/// Fires `handler` every `every`, the first time after one period.
-pub async fn tick(
-    every: Duration,
-    handler: ScheduleFn,
-    region: String,
-    account: String,
-    rule: String,
-) {
-    let mut interval = tokio::time::interval(every);
-    interval.tick().await;
-    loop {
-        interval.tick().await;
-        if let Err(e) = handler(scheduled_event(&region, &account, &rule)).await {
-            tracing::warn!(rule, error = %e, "scheduled invocation failed");
         }
     }
 }

@@ -18,6 +18,11 @@ impl Throttle {
         epoch - epoch.rem_euclid(self.window_secs)
     }
 
+    /// The instant the window holding `now` ends.
+    pub fn window_end(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        DateTime::from_timestamp(self.window_start(now) + self.window_secs, 0).unwrap_or(now)
+    }
+
     /// Whole seconds until the window holding `now` ends (at least 1), for
     /// `Retry-After`.
     pub fn retry_after(&self, now: DateTime<Utc>) -> u64 {
@@ -43,5 +48,8 @@ mod tests {
         assert_eq!(t.retry_after(at(1_000_000_003)), 7);
         assert_eq!(t.retry_after(at(1_000_000_009)), 1);
         assert_eq!(t.window_start(at(1_000_000_010)), 1_000_000_010);
+        let later = Utc.timestamp_opt(1_000_000_003, 700_000_000).unwrap();
+        assert_eq!(t.window_end(later), at(1_000_000_010));
+        assert_eq!(t.retry_after(later), 7, "rounded up from 6.3 s");
     }
 }

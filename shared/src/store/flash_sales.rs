@@ -179,8 +179,8 @@ impl FlashSaleStore {
         Ok(Some(SaleView { sale, remaining }))
     }
 
-    /// The units left in each shard, by shard number, in one BatchGetItem (at
-    /// most 50 keys). `consistent` when a decision rests on it.
+    /// The units left in each shard, by shard number, in one BatchGetItem
+    /// (`MAX_SHARDS` = 50 keys at most; the call takes 100). `consistent` when a decision rests on it.
     pub async fn shard_remaining(
         &self,
         sale: &FlashSale,

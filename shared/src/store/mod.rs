@@ -150,7 +150,9 @@ pub(crate) async fn batch_get(
             None => return Ok(found),
             Some(rest) => request = rest,
         }
-        transaction::RETRY.wait(attempt).await;
+        if attempt + 1 < BATCH_ATTEMPTS {
+            transaction::RETRY.wait(attempt).await;
+        }
     }
     Err(StoreError::Dynamo {
         op: "BatchGetItem",

@@ -209,7 +209,8 @@ impl ReservationStore {
                         shards.found_empty(i);
                     } else if units < u64::from(quantity) {
                         some_left = true;
-                    } else if i != shard {
+                    } else {
+                        // the shard just tried too: units may have come back
                         candidates.push(i);
                     }
                 }
