@@ -31,6 +31,12 @@ use chrono::{DateTime, Duration, Utc};
 const SOLD_OUT_MEMORY: Duration = Duration::seconds(5);
 /// Sales do not change after creation; re-read them now and then anyway.
 const SALE_MEMORY: Duration = Duration::seconds(30);
+/// "No such sale", remembered briefly so a probe for ids costs one read per
+/// id; a sale created meanwhile is sold from this container at most 5 s late.
+const NO_SUCH_SALE_MEMORY: Duration = Duration::seconds(5);
+/// The throttle window every unknown sale id of one user counts in: probing
+/// for ids spends a budget like buying does.
+const UNKNOWN_SALE: &str = "\u{0}unknown-sale";
 /// A container's own answers, replayed when DynamoDB is not asked at all
 /// (sold out from memory). Clients retry within seconds.
 const ANSWER_MEMORY: Duration = Duration::minutes(10);
@@ -119,7 +125,8 @@ struct Memories {
     throttled: Memory<()>,
     /// This container's answers, by user and key, with their fingerprint.
     answered: Memory<(String, String)>,
-    sales: Memory<FlashSale>,
+    /// A sale, or `None` for an id that names none (briefly).
+    sales: Memory<Option<FlashSale>>,
     sold_out: Memory<()>,
     /// `sale_id#shard` of shards found empty.
     empty_shards: Memory<()>,
@@ -188,7 +195,7 @@ impl Checkout {
         let products = self.catalog.get_many(&skus).await?;
         let (lines, total) = match price_cart(&cart.items, &products) {
             Ok(priced) => priced,
-            Err(rule) => return self.refuse(attempt, rule.into()).await,
+            Err(rule) => return self.refuse(attempt, &skus, rule.into(), now).await,
         };
         let order = Order::new(
             &attempt.user,
@@ -224,15 +231,20 @@ impl Checkout {
         now: DateTime<Utc>,
     ) -> Result<Outcome, CheckoutError> {
         attempt.body.validate()?;
-        let sale = self
-            .sale(sale_id, now)
-            .await?
-            .ok_or_else(|| CheckoutError::SaleNotFound(sale_id.to_owned()))?;
+        let Some(sale) = self.sale(&attempt.user, sale_id, now).await? else {
+            // a probe for ids spends a budget of its own; the id is not looked
+            // up again for a while, and a full window answers from memory
+            self.throttled_recently(&attempt.user, UNKNOWN_SALE, now)?;
+            if self.count_refused(&attempt.user, UNKNOWN_SALE, now).await {
+                return Err(self.throttled_until_window_ends(&attempt.user, UNKNOWN_SALE, now));
+            }
+            return Err(CheckoutError::SaleNotFound(sale_id.to_owned()));
+        };
         let quantity = attempt.body.quantity;
         let (line, total) = match sale.buy(quantity, now) {
             Ok(priced) => priced,
             Err(rule @ SaleRule::NotActive { .. }) => {
-                return self.refuse(attempt, rule.into()).await;
+                return self.refuse(attempt, &[&sale.sku], rule.into(), now).await;
             }
             Err(SaleRule::OverLimit { limit }) => {
                 return Err(CheckoutError::LimitReached { limit });
@@ -300,24 +312,30 @@ impl Checkout {
     }
 
     /// The sale, from memory or one GetItem; ids longer than any sale's are
-    /// not looked up.
+    /// not looked up, nor any id while `user`'s budget for unknown sales is
+    /// spent (the read is what a probe would cost).
     async fn sale(
         &self,
+        user: &str,
         sale_id: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<FlashSale>, StoreError> {
+    ) -> Result<Option<FlashSale>, CheckoutError> {
         if sale_id.len() > MAX_SALE_ID {
             return Ok(None);
         }
         if let Some(sale) = self.memory.sales.recall(sale_id, now) {
-            return Ok(Some(sale));
+            return Ok(sale);
         }
+        self.throttled_recently(user, UNKNOWN_SALE, now)?;
         let sale = self.sales.get_sale(sale_id).await?;
-        if let Some(s) = &sale {
-            self.memory
-                .sales
-                .remember(sale_id.to_owned(), s.clone(), now + SALE_MEMORY);
-        }
+        let remember_for = if sale.is_some() {
+            SALE_MEMORY
+        } else {
+            NO_SUCH_SALE_MEMORY
+        };
+        self.memory
+            .sales
+            .remember(sale_id.to_owned(), sale.clone(), now + remember_for);
         Ok(sale)
     }
 
@@ -358,20 +376,24 @@ impl Checkout {
         }
     }
 
-    /// Counts an attempt whose transaction was refused for another reason, so
-    /// refused attempts spend the budget too (best effort: a failed count is
-    /// logged, the refusal stands).
-    async fn count_refused(&self, user: &str, sku: &str, now: DateTime<Utc>) {
+    /// Counts a refused attempt, so refusals spend the budget too; true when
+    /// the window was already full (and is now remembered as such). Best
+    /// effort: a failed count is logged and the refusal stands.
+    async fn count_refused(&self, user: &str, sku: &str, now: DateTime<Utc>) -> bool {
         match self
             .requests
             .count(user, sku, &self.config.throttle, now)
             .await
         {
-            Ok(Counted::Allowed) => {}
+            Ok(Counted::Allowed) => false,
             Ok(Counted::Full) => {
                 self.throttled_until_window_ends(user, sku, now);
+                true
             }
-            Err(e) => tracing::warn!(error = %e, "throttle count of a refused attempt not written"),
+            Err(e) => {
+                tracing::warn!(error = %e, "throttle count of a refused attempt not written");
+                false
+            }
         }
     }
 
@@ -412,21 +434,32 @@ impl Checkout {
     /// A refusal decided by the rules before any write (sale window, cart
     /// rules): unless this very request already succeeded, in which case its
     /// answer again. A retry of an order placed just before a sale closed, or
-    /// before a product was withdrawn, must get its order, not a refusal.
-    /// Costs one read, on refusal paths only.
+    /// before a product was withdrawn, must get its order, not a refusal (one
+    /// read, on refusal paths only). A refusal that stands spends the budget of
+    /// each SKU like any attempt, so repeating it turns into 429 from memory,
+    /// with no read at all.
     async fn refuse<T>(
         &self,
         attempt: &Attempt<T>,
+        skus: &[&str],
         refusal: CheckoutError,
+        now: DateTime<Utc>,
     ) -> Result<Outcome, CheckoutError> {
         match self.requests.lookup(&attempt.request_key()).await {
-            Ok(Some(Earlier::Replay { status, body })) => Ok(Outcome::Replayed { status, body }),
-            Ok(Some(Earlier::Reused)) => Err(CheckoutError::KeyReused),
-            Ok(None) => Err(refusal),
-            Err(e) => {
-                tracing::warn!(error = %e, "idempotency lookup failed on a refusal path");
-                Err(refusal)
+            Ok(Some(Earlier::Replay { status, body })) => {
+                return Ok(Outcome::Replayed { status, body });
             }
+            Ok(Some(Earlier::Reused)) => return Err(CheckoutError::KeyReused),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "idempotency lookup failed on a refusal path"),
+        }
+        let counts = skus
+            .iter()
+            .map(|sku| self.count_refused(&attempt.user, sku, now));
+        let full = futures_util::future::join_all(counts).await;
+        match full.iter().position(|f| *f) {
+            Some(i) => Err(self.throttled_until_window_ends(&attempt.user, skus[i], now)),
+            None => Err(refusal),
         }
     }
 

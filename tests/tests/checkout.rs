@@ -248,6 +248,52 @@ async fn idempotency_replays_and_refuses_reuse() {
     assert_eq!(h.stock("MUG-1").await, 8);
 }
 
+/// Issue 8 item 2: refusals spend the caller's budget, so a user repeating a
+/// cart of unknown SKUs is throttled, and then answered without any read.
+#[tokio::test]
+async fn unknown_skus_spend_the_budget_and_then_cost_nothing() {
+    let h = Harness::new().await;
+    let app = format!("prober-{}", uuid::Uuid::new_v4().simple());
+    let checkout = h.checkout_container("CheckoutFunction", &app, &[]);
+    let mut codes = Vec::new();
+    let mut calls = Vec::new();
+    for i in 0..7 {
+        let attempt = Attempt {
+            user: "mallory".into(),
+            key: format!("k-{i}"),
+            fingerprint: format!("fp-{i}"),
+            body: CheckoutRequest {
+                items: vec![CartLine {
+                    sku: "NO-SUCH-SKU".into(),
+                    quantity: 1,
+                }],
+                payment_token: "tok_ok".into(),
+            },
+        };
+        let refused = checkout.cart(&attempt, h.now()).await.unwrap_err();
+        codes.push(shared::ApiError::from(refused).code());
+        calls.push(h.dynamo_calls(&app).await.values().sum::<u64>());
+    }
+    assert_eq!(&codes[..5], ["rule_violation"; 5], "{codes:?}");
+    assert_eq!(&codes[5..], ["throttled"; 2], "{codes:?}");
+    assert_eq!(calls[6], calls[5], "the 7th attempt costs no DynamoDB call");
+}
+
+/// Issue 8 item 4: a subject and a key that join to the same text as another
+/// user's must not replay that user's order.
+#[tokio::test]
+async fn a_key_that_imitates_another_users_key_gets_its_own_order() {
+    let h = Harness::new().await;
+    h.product("MUG-1", "kitchen", 1299, 10).await;
+    let body = cart(&[("MUG-1", 1)]);
+    let victim = h.checkout("victim#pay", "k-77", &body).await;
+    assert_eq!(victim.status, 202, "{}", victim.body);
+    let other = h.checkout("victim", "pay#k-77", &body).await;
+    assert_eq!(other.status, 202, "{}", other.body);
+    assert_ne!(other.body["order_id"], victim.body["order_id"]);
+    assert_eq!(h.stock("MUG-1").await, 8, "two orders, two units");
+}
+
 #[tokio::test]
 async fn a_body_with_anything_after_the_json_is_refused_not_replayed() {
     let h = Harness::new().await;

@@ -301,3 +301,43 @@ async fn hammering_a_sale_that_cannot_serve_the_request_is_throttled_too() {
     assert_eq!(&codes[..5], ["insufficient_stock"; 5], "{codes:?}");
     assert_eq!(&codes[5..], ["throttled"; 2], "{codes:?}");
 }
+
+/// Issue 8 item 2: probing for sale ids spends a budget, and an id found
+/// missing is not looked up again for a while.
+#[tokio::test]
+async fn probing_for_sale_ids_is_throttled_and_a_missing_id_is_remembered() {
+    let h = Harness::new().await;
+    let mut codes = Vec::new();
+    for i in 0..7 {
+        let a = h
+            .flash_buy(&format!("nope-{i}"), "mallory", &format!("p-{i}"), 1)
+            .await;
+        codes.push(error_code(&a));
+    }
+    assert_eq!(&codes[..5], ["not_found"; 5], "{codes:?}");
+    assert_eq!(&codes[5..], ["throttled"; 2], "{codes:?}");
+
+    let app = format!("missing-{}", uuid::Uuid::new_v4().simple());
+    let checkout = h.checkout_container("FlashCheckoutFunction", &app, &[]);
+    for (user, key) in [("alice", "a-1"), ("bob", "b-1")] {
+        let attempt = Attempt {
+            user: user.into(),
+            key: key.into(),
+            fingerprint: "fp".into(),
+            body: FlashCheckoutRequest {
+                quantity: 1,
+                payment_token: "tok_ok".into(),
+            },
+        };
+        let refused = checkout
+            .flash("ghost", &attempt, h.now())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, CheckoutError::SaleNotFound(_)),
+            "{refused:?}"
+        );
+    }
+    let calls = h.dynamo_calls(&app).await;
+    assert_eq!(calls.get("GetItem"), Some(&1), "{calls:?}");
+}

@@ -14,6 +14,14 @@ pub const SK: &str = "sk";
 pub const GSI1PK: &str = "gsi1pk";
 pub const GSI1SK: &str = "gsi1sk";
 
+/// A caller-supplied part of a key, length-prefixed (`5:alice`), so no value
+/// can imitate the separators around it: `victim#pay` then `k-77` and `victim`
+/// then `pay#k-77` are different keys. Values this API validates to exclude
+/// `#` (sale ids, SKUs of the catalog) and the last part of a key need none.
+fn part(value: &str) -> String {
+    format!("{}:{value}", value.len())
+}
+
 fn key(pk: String, sk: impl Into<String>) -> Item {
     [
         (PK.to_owned(), string_attr(pk)),
@@ -91,13 +99,21 @@ pub mod requests {
 
     pub const TTL: &str = "expires_at_epoch";
 
-    /// Keys are per user: one user's key never collides with another's.
+    /// Keys are per user: one user's key never collides with another's, both
+    /// being free text (a JWT subject, an Idempotency-Key may hold `#`).
     pub fn idempotency(user: &str, key_value: &str) -> Item {
-        key(format!("IDEMPOTENCY#{user}#{key_value}"), "IDEMPOTENCY")
+        key(
+            format!("IDEMPOTENCY#{}#{key_value}", part(user)),
+            "IDEMPOTENCY",
+        )
     }
-    /// One counter per user, SKU and fixed window.
+    /// One counter per user, SKU and fixed window (a cart's SKU is not yet
+    /// validated against the catalog when it is counted).
     pub fn throttle(user: &str, sku: &str, window_start: i64) -> Item {
-        key(format!("THROTTLE#{user}#{sku}#{window_start}"), "THROTTLE")
+        key(
+            format!("THROTTLE#{}#{}#{window_start}", part(user), part(sku)),
+            "THROTTLE",
+        )
     }
 }
 
@@ -140,6 +156,26 @@ mod tests {
 
     fn pk(item: &Item) -> &str {
         item[PK].as_s().unwrap()
+    }
+
+    #[test]
+    fn user_supplied_parts_cannot_imitate_a_separator() {
+        assert_ne!(
+            pk(&requests::idempotency("victim#pay", "k-77")),
+            pk(&requests::idempotency("victim", "pay#k-77"))
+        );
+        assert_ne!(
+            pk(&requests::throttle("a#b", "c", 10)),
+            pk(&requests::throttle("a", "b#c", 10))
+        );
+        assert_ne!(
+            pk(&requests::throttle("a", "b#10", 20)),
+            pk(&requests::throttle("a", "b", 10))
+        );
+        assert_eq!(
+            pk(&requests::idempotency("alice", "k#1")),
+            "IDEMPOTENCY#5:alice#k#1"
+        );
     }
 
     #[test]
