@@ -253,6 +253,59 @@ pub fn check_origin(req: &Request, allowed: &[String]) -> Result<(), ApiError> {
     }
 }
 
+/// Whether `req` is a CORS preflight: OPTIONS with
+/// `Access-Control-Request-Method`. Any other OPTIONS is an unsupported method.
+pub fn is_preflight(req: &Request) -> bool {
+    req.method() == http::Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// The answer to a CORS preflight that reached a function: 204, with the
+/// API's CORS headers when the origin is allowed (without them the browser
+/// refuses the request, as it should).
+///
+/// API Gateway answers preflight requests itself when the API has a CORS
+/// configuration, before any route ("API Gateway automatically sends a
+/// response to preflight OPTIONS requests, even if there isn't an OPTIONS
+/// route configured", Configure CORS for HTTP APIs); this is the same answer
+/// from `$default`, should one ever get through (the configuration removed,
+/// or another front end), so a browser is never told 405.
+pub fn preflight(req: &Request, allowed_origins: &[String]) -> Response<Body> {
+    use crate::routes::cors;
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .filter(|o| allowed_origins.iter().any(|a| a == o.trim_end_matches('/')));
+    if let Some(origin) = origin {
+        let h = response.headers_mut();
+        let mut set = |name: header::HeaderName, value: String| {
+            if let Ok(v) = http::HeaderValue::from_str(&value) {
+                h.insert(name, v);
+            }
+        };
+        set(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.to_owned());
+        set(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            cors::ALLOW_METHODS.join(","),
+        );
+        set(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            cors::ALLOW_HEADERS.join(","),
+        );
+        set(
+            header::ACCESS_CONTROL_MAX_AGE,
+            cors::MAX_AGE_SECS.to_string(),
+        );
+        set(header::VARY, "origin".to_owned());
+    }
+    response
+}
+
 /// A checkout request read: caller (401), Origin (403), `Idempotency-Key`
 /// (400), then the body as `T` (413, 400). One parse: the typed body and the
 /// fingerprint come from the same value.

@@ -17,6 +17,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/audit"),
 ];
 
+/// The API's CORS configuration, as template.yaml declares it (a test keeps
+/// the two equal): what a preflight is told.
+pub mod cors {
+    pub const ALLOW_METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE"];
+    pub const ALLOW_HEADERS: &[&str] = &["authorization", "content-type", "idempotency-key"];
+    pub const EXPOSE_HEADERS: &[&str] = &["location", "retry-after"];
+    pub const MAX_AGE_SECS: u32 = 600;
+}
+
 /// Matches an API Gateway path template (`{name}` takes one segment, `{name+}`
 /// the rest) against a path; returns the captured parameters.
 pub fn match_path(template: &str, path: &str) -> Option<HashMap<String, String>> {

@@ -145,3 +145,69 @@ async fn handlers_accept_real_api_gateway_v2_events() {
         resp.body()
     );
 }
+
+/// Issue 8 item 6: a CORS preflight that reaches `$default` (API Gateway
+/// answers preflights itself when CORS is configured; this is the answer should
+/// one get through) is 204 with the configured headers, never 405.
+#[tokio::test]
+async fn a_preflight_reaching_the_default_route_is_answered_not_refused() {
+    let h = Harness::new().await;
+    let deps = h.storefront();
+    let preflight = |origin: &str| {
+        let mut e: serde_json::Value =
+            serde_json::from_str(include_str!("../fixtures/apigw-v2-get-product.json")).unwrap();
+        e["routeKey"] = "$default".into();
+        e["requestContext"]["routeKey"] = "$default".into();
+        e["requestContext"]["http"]["method"] = "OPTIONS".into();
+        e["rawPath"] = "/checkout".into();
+        e["requestContext"]["http"]["path"] = "/checkout".into();
+        e["pathParameters"] = serde_json::Value::Null;
+        e["headers"]["origin"] = origin.into();
+        e["headers"]["access-control-request-method"] = "POST".into();
+        e["headers"]["access-control-request-headers"] = "authorization,idempotency-key".into();
+        lambda_http::request::from_str(&e.to_string()).unwrap()
+    };
+    let resp = storefront_api::handle(&deps, preflight("http://localhost:3000"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let h = resp.headers();
+    assert_eq!(h["access-control-allow-origin"], "http://localhost:3000");
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    assert!(
+        h["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("idempotency-key")
+    );
+    assert_eq!(h["access-control-max-age"], "600");
+
+    let foreign = storefront_api::handle(&deps, preflight("https://evil.example"))
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 204);
+    assert!(
+        !foreign
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+}
+
+#[tokio::test]
+async fn an_options_request_that_is_not_a_preflight_is_an_unsupported_method() {
+    let h = Harness::new().await;
+    let mut e: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/apigw-v2-get-product.json")).unwrap();
+    e["routeKey"] = "$default".into();
+    e["requestContext"]["routeKey"] = "$default".into();
+    e["requestContext"]["http"]["method"] = "OPTIONS".into();
+    let req = lambda_http::request::from_str(&e.to_string()).unwrap();
+    let resp = storefront_api::handle(&h.storefront(), req).await.unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "GET");
+}

@@ -1,7 +1,7 @@
 //! storefront-api: the public, read-only face of the shop. Serves the catalog,
 //! flash sales and a buyer's orders, and API Gateway's `$default` route, which
 //! answers every request no route matched with 404 or 405 in the documented
-//! error shape.
+//! error shape, and a CORS preflight with 204.
 
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
@@ -11,7 +11,7 @@ use shared::clock::SharedClock;
 use shared::config::{ConfigError, HttpConfig, Source};
 use shared::domain::flash_sale::MAX_SALE_ID;
 use shared::domain::product::check_category;
-use shared::http::{RequestInfo, limit_param, path_param, query_param};
+use shared::http::{RequestInfo, is_preflight, limit_param, path_param, preflight, query_param};
 use shared::response::json;
 use shared::store::catalog::CatalogStore;
 use shared::store::flash_sales::FlashSaleStore;
@@ -29,6 +29,8 @@ pub struct Deps {
     sales: FlashSaleStore,
     orders: OrderStore,
     clock: SharedClock,
+    /// For preflight requests that reach `$default`.
+    allowed_origins: Vec<String>,
 }
 
 impl Deps {
@@ -40,6 +42,7 @@ impl Deps {
             orders: OrderStore::new(dynamo, &config.tables.orders),
             catalog,
             clock: shared::clock::system(),
+            allowed_origins: config.allowed_origins.clone(),
         }
     }
 
@@ -76,6 +79,7 @@ async fn route(deps: &Deps, req: &Request, info: &RequestInfo) -> Result<Respons
         "GET /products/{sku}" => get_product(deps, req).await,
         "GET /flash-sales/{sale_id}" => get_sale(deps, req).await,
         "GET /orders/{order_id}" => get_order(deps, req, info).await,
+        _ if is_preflight(req) => Ok(preflight(req, &deps.allowed_origins)),
         _ => Err(shared::routes::unmatched(&info.method, &info.path).into()),
     }
 }

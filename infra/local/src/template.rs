@@ -503,6 +503,26 @@ mod tests {
     }
 
     #[test]
+    fn the_cors_configuration_is_the_one_preflights_are_answered_with() {
+        let t = template();
+        let api = t.resources_of_type("AWS::Serverless::HttpApi");
+        let cors = &api[0].1["Properties"]["CorsConfiguration"];
+        let list = |name: &str| -> Vec<String> {
+            cors[name]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect()
+        };
+        use shared::routes::cors::*;
+        assert_eq!(list("AllowMethods"), ALLOW_METHODS);
+        assert_eq!(list("AllowHeaders"), ALLOW_HEADERS);
+        assert_eq!(list("ExposeHeaders"), EXPOSE_HEADERS);
+        assert_eq!(cors["MaxAge"].as_u64(), Some(u64::from(MAX_AGE_SECS)));
+    }
+
+    #[test]
     fn routes_come_from_the_template_and_match_the_shared_route_table() {
         let t = template();
         let routes = t.http_routes().unwrap();
