@@ -319,3 +319,46 @@ async fn state_changes_from_a_foreign_origin_are_refused() {
     assert_eq!(error_code(&a), "forbidden_origin");
     assert_eq!(h.get("/products/X-3").await.status, 404);
 }
+
+/// Issue 8 item 3: a non-admin flooding denied requests with forged text in the
+/// path neither floods nor forges the trail.
+#[tokio::test]
+async fn a_flood_of_forged_denials_is_one_summary_with_no_forged_lines() {
+    let h = Harness::new().await;
+    let body = json!({"name": "x", "price": {"amount": 1, "currency": "EUR"}, "category": "c", "stock": 1});
+    for i in 0..25 {
+        let a = h
+            .call(
+                Method::PUT,
+                &format!(
+                    "/admin/products/X{i}%0A2026-11-22%20admin%20allowed%20{}",
+                    "A".repeat(300)
+                ),
+                Some(&h.shopper("mallory")),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(a.status, 403);
+    }
+    h.product("REAL-1", "kitchen", 100, 1).await;
+    let page = h
+        .call(Method::GET, "/admin/audit?limit=50", Some(&h.admin()), None)
+        .await;
+    let items = page.body["items"].as_array().unwrap();
+    assert_eq!(
+        items[0]["target"], "REAL-1",
+        "the admin's own change is on top"
+    );
+    let mallory: Vec<&Value> = items.iter().filter(|e| e["actor"] == "mallory").collect();
+    let full = mallory.iter().filter(|e| e["outcome"] == "denied").count();
+    let summaries = mallory
+        .iter()
+        .filter(|e| e["outcome"] == "denied_summary")
+        .count();
+    assert_eq!((full, summaries), (5, 1), "{mallory:?}");
+    for e in &mallory {
+        let target = e["target"].as_str().unwrap();
+        assert!(!target.chars().any(char::is_control), "{target:?}");
+        assert!(target.chars().count() <= 101 || e["outcome"] == "denied_summary");
+    }
+}

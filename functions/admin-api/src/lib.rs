@@ -12,13 +12,18 @@ use shared::clock::SharedClock;
 use shared::config::{ConfigError, HttpConfig, Source};
 use shared::domain::flash_sale::NewFlashSale;
 use shared::domain::product::{Product, ProductInput, check_sku};
+use shared::domain::text::printable;
+use shared::domain::throttle::Throttle;
+use shared::domain::ts;
 use shared::http::{
     MAX_JSON_BODY, RequestInfo, check_origin, json_body, limit_param, path_param, query_param,
 };
+use shared::memory::Memory;
 use shared::response::{json, with_location};
 use shared::store::audit::{AuditEvent, AuditStore};
 use shared::store::catalog::CatalogStore;
 use shared::store::flash_sales::{FlashSaleStore, SaleView};
+use shared::store::requests::{Counted, RequestStore};
 use tracing::Instrument;
 
 pub const ADMIN_GROUP: &str = "admin";
@@ -28,6 +33,10 @@ pub struct Deps {
     catalog: CatalogStore,
     sales: FlashSaleStore,
     audit: AuditStore,
+    requests: RequestStore,
+    /// Actors whose denied requests this container summarised, until the
+    /// window ends: their next refusals cost no DynamoDB call.
+    summarised: Memory<()>,
     clock: SharedClock,
 }
 
@@ -37,7 +46,9 @@ impl Deps {
         let catalog = CatalogStore::new(dynamo.clone(), &config.tables.catalog);
         Self {
             sales: FlashSaleStore::new(dynamo.clone(), &config.tables.flash_sales, catalog.clone()),
-            audit: AuditStore::new(dynamo, &config.tables.audit),
+            audit: AuditStore::new(dynamo.clone(), &config.tables.audit),
+            requests: RequestStore::new(dynamo, &config.tables.requests),
+            summarised: Memory::new(10_000),
             catalog,
             config,
             clock: shared::clock::system(),
@@ -77,23 +88,103 @@ async fn handle_audited(
     let event = AuditEvent {
         event_id: uuid::Uuid::new_v4().to_string(),
         at: now,
-        actor: info
-            .caller
-            .as_ref()
-            .map_or("anonymous", |c| c.sub.as_str())
-            .to_owned(),
+        actor: printable(
+            info.caller.as_ref().map_or("anonymous", |c| c.sub.as_str()),
+            MAX_TARGET,
+        ),
         action: info.route_key.clone(),
-        target,
+        target: printable(&target, MAX_TARGET),
         source_ip: info.source_ip.clone(),
         outcome: outcome.to_owned(),
         request_id: info.request_id.clone(),
     };
+    record(deps, event, now).await;
+    Ok(result.unwrap_or_else(|e| e.into_response(&info.request_id)))
+}
+
+/// Denied requests one actor may leave in the trail per window, each in full;
+/// past that, one summary record stands for the rest of the window, so a
+/// flood of refusals cannot push other actors' records off the admin's page.
+const DENIED_RECORDS: Throttle = Throttle {
+    burst: 5,
+    window_secs: 60,
+};
+/// The counter of denied records in the requests table (a SKU-shaped name
+/// no SKU can have).
+const DENIED: &str = "\u{0}audit-denied";
+/// Longest target recorded; longer ones are cut (an attacker writes them).
+const MAX_TARGET: usize = 100;
+
+/// Writes the audit record of a request. The answer stands whatever happens
+/// here (a refusal stays a refusal); a record not written goes whole to the
+/// error log, so the trail can be rebuilt from CloudWatch Logs.
+async fn record(deps: &Deps, event: AuditEvent, now: DateTime<Utc>) {
+    let event = if event.outcome == "denied" {
+        match denied_record(deps, event, now).await {
+            Some(e) => e,
+            None => return,
+        }
+    } else {
+        event
+    };
     if let Err(e) = deps.audit.record(&event).await {
-        // The answer stands (a refusal stays a refusal); the log line carries the
-        // whole record so the trail can be rebuilt from CloudWatch Logs.
         tracing::error!(error = %e, audit = ?event, "audit record not written");
     }
-    Ok(result.unwrap_or_else(|e| e.into_response(&info.request_id)))
+}
+
+/// What a denied request leaves: itself while its actor is within
+/// [`DENIED_RECORDS`], then once per window a summary, then nothing but an
+/// info line.
+async fn denied_record(deps: &Deps, event: AuditEvent, now: DateTime<Utc>) -> Option<AuditEvent> {
+    let window_end = DENIED_RECORDS.window_end(now);
+    let summarised = deps.summarised.recall(&event.actor, now).is_some();
+    let counted = if summarised {
+        Ok(Counted::Full)
+    } else {
+        deps.requests
+            .count(&event.actor, DENIED, &DENIED_RECORDS, now)
+            .await
+    };
+    match counted {
+        Ok(Counted::Allowed) => Some(event),
+        Ok(Counted::Full) if summarised => {
+            tracing::info!(audit = ?event, "denied request past the actor's audit budget");
+            None
+        }
+        Ok(Counted::Full) => {
+            deps.summarised
+                .remember(event.actor.clone(), (), window_end);
+            let start = window_end - chrono::Duration::seconds(DENIED_RECORDS.window_secs);
+            tracing::info!(audit = ?event, "denied request past the actor's audit budget");
+            // one per actor and window, whichever container writes it first
+            Some(AuditEvent {
+                event_id: format!(
+                    "denied-summary-{}-{}",
+                    start.timestamp(),
+                    hex_of(&event.actor)
+                ),
+                at: start,
+                target: format!(
+                    "more than {} denied requests from this actor between {} and {}; the rest are in the function's log",
+                    DENIED_RECORDS.burst,
+                    ts::format(&start),
+                    ts::format(&window_end),
+                ),
+                outcome: "denied_summary".into(),
+                ..event
+            })
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "denied-request counter not written; recording in full");
+            Some(event)
+        }
+    }
+}
+
+/// A short stable tag of an actor for a record id (ids sort in keys).
+fn hex_of(actor: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(actor.as_bytes())[..8])
 }
 
 async fn route(

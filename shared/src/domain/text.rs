@@ -45,6 +45,21 @@ pub fn check_id(field: &str, value: &str, max: usize) -> Result<(), Invalid> {
     }
 }
 
+/// `value` made safe to record and show: control characters (newlines, ANSI
+/// escapes) become U+FFFD, and it is cut to `max` characters with a trailing
+/// `…`. For text an attacker chooses that lands in a log or the audit trail.
+pub fn printable(value: &str, max: usize) -> String {
+    let mut out: String = value
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect();
+    if value.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +73,17 @@ mod tests {
         assert!(check_text("name", "ok\u{0}", 10, false).is_err());
         assert!(check_text("d", "line\nline\ttab", 20, false).is_ok());
         assert!(check_text("d", "bell\u{7}", 20, false).is_err());
+    }
+
+    #[test]
+    fn printable_text_has_no_control_characters_and_a_bound() {
+        assert_eq!(printable("MUG-1", 10), "MUG-1");
+        assert_eq!(
+            printable("x\nallowed PUT admin\u{1b}[2J", 100),
+            "x\u{FFFD}allowed PUT admin\u{FFFD}[2J"
+        );
+        assert_eq!(printable(&"a".repeat(50), 8), "aaaaaaaa…");
+        assert_eq!(printable("ééé", 2), "éé…");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! with a condition that never overwrites), read newest first by admins.
 
 use super::keys::{PK, SK, audit as keys};
-use super::{ListError, StoreError, item_with_keys, string_attr};
+use super::{ListError, StoreError, item_with_keys, number_attr, string_attr};
 use crate::cursor::{self, CursorError};
 use crate::domain::ts;
 use aws_sdk_dynamodb::Client;
@@ -30,7 +30,8 @@ pub struct AuditEvent {
 
 /// How far back one read walks through empty days before it hands back a cursor.
 const DAYS_PER_READ: i64 = 7;
-/// The audit trail is kept (and read) for 400 days.
+/// The audit trail is kept (and read) for 400 days: each record carries its
+/// end (`expires_at_epoch`), and the table's TTL removes it then.
 const RETENTION_DAYS: i64 = 400;
 
 #[derive(Clone, Debug)]
@@ -54,18 +55,31 @@ impl AuditStore {
         }
     }
 
-    pub async fn record(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let item = item_with_keys(event, keys::event(&event.at, &event.event_id))?;
-        self.client
+    /// Appends `event`; `Ok(false)` when a record with its key is there already
+    /// (a window's summary, written once by whichever container comes first).
+    pub async fn record(&self, event: &AuditEvent) -> Result<bool, StoreError> {
+        let mut item = item_with_keys(event, keys::event(&event.at, &event.event_id))?;
+        let expires = event.at + Duration::days(RETENTION_DAYS);
+        item.insert(keys::TTL.into(), number_attr(expires.timestamp()));
+        let result = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PK)
             .send()
-            .await
-            .map_err(|e| StoreError::dynamo("PutItem", &e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::dynamo("PutItem", &e)),
+        }
     }
 
     /// Up to `limit` events, newest first, walking back day by day.

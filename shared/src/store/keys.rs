@@ -122,6 +122,9 @@ pub mod audit {
     use super::*;
     use chrono::{DateTime, NaiveDate, Utc};
 
+    /// Each record's end of retention, for the table's TTL.
+    pub const TTL: &str = "expires_at_epoch";
+
     pub fn day_pk(day: NaiveDate) -> String {
         format!("AUDIT#{}", day.format("%Y-%m-%d"))
     }
