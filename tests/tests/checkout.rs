@@ -507,3 +507,43 @@ async fn an_order_written_but_not_queued_is_kept_pending_payment() {
     );
     assert_eq!(h.stock("MUG-1").await, 9, "and its stock stays reserved");
 }
+
+/// Issue 8 item 5: the order index is sharded, and the sweeper's read
+/// ("orders in a status whose reservation has run out") still finds them all.
+#[tokio::test]
+async fn orders_due_for_the_sweeper_are_found_across_the_index_shards() {
+    let h = Harness::new().await;
+    h.product("MUG-1", "kitchen", 1299, 100).await;
+    let mut placed = Vec::new();
+    for i in 0..6 {
+        let a = h
+            .checkout(&format!("buyer-{i}"), "k", &cart(&[("MUG-1", 1)]))
+            .await;
+        assert_eq!(a.status, 202, "{}", a.body);
+        placed.push(a.body["order_id"].as_str().unwrap().to_owned());
+    }
+    let orders = shared::store::orders::OrderStore::new(
+        aws_sdk_dynamodb::Client::new(&h.stack.sdk),
+        h.stack.stack.table("OrdersTable"),
+    );
+    let later = h.now() + chrono::Duration::minutes(16);
+    let mut due = orders
+        .due(OrderStatus::PendingPayment, later, 100)
+        .await
+        .unwrap();
+    due.sort();
+    placed.sort();
+    assert_eq!(due, placed, "every order, whichever shard it is in");
+    let not_yet = orders
+        .due(OrderStatus::PendingPayment, h.now(), 100)
+        .await
+        .unwrap();
+    assert!(not_yet.is_empty(), "{not_yet:?}");
+    assert!(
+        orders
+            .due(OrderStatus::Paid, later, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
