@@ -19,12 +19,12 @@ EMULATOR_DYNAMODB_PORT ?= 4567
 API_PORT ?= 3000
 export EMULATOR_PORT EMULATOR_DYNAMODB_PORT API_PORT
 
-.PHONY: help venv run test lint contract token package bench-flash bench-cold-start clean
+.PHONY: help venv run test lint policy contract token package bench-flash bench-cold-start clean
 
 help:
 	@echo "make run      start the whole stack locally (emulator, API on :$(API_PORT), seed data)"
 	@echo "make test     every test: the emulator's patches against plain moto, then the workspace against a fresh emulator"
-	@echo "make lint     rustfmt, clippy -D warnings, cfn-lint, sam validate --lint"
+	@echo "make lint     rustfmt, clippy -D warnings, cfn-lint, sam validate --lint, the policy check (checkov)"
 	@echo "make contract docs/openapi.yaml checked by Schemathesis against a fresh local stack, as a shopper and as an admin"
 	@echo "make token USER=alice GROUPS=admin   a JWT for the local authorizer"
 	@echo "make package  Lambda zips (arm64) with cargo-lambda"
@@ -45,6 +45,14 @@ $(VENV)/.deploy-installed: $(VENV)/.installed infra/local/requirements-deploy.tx
 
 venv: $(VENV)/.installed
 
+# The policy checker in a venv of its own (infra/policy/requirements.txt says why).
+POLICY_VENV := .venv-policy
+$(POLICY_VENV)/.installed: infra/policy/requirements.txt
+	python3 -m venv $(POLICY_VENV)
+	$(POLICY_VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip
+	$(POLICY_VENV)/bin/pip install -q --disable-pip-version-check -r infra/policy/requirements.txt
+	touch $@
+
 run: venv
 	cargo build -p flashcart-local
 	@# two moto processes, DynamoDB apart (ADR 0008); an endpoint you set wins,
@@ -61,11 +69,15 @@ test: venv
 	$(PY) infra/local/test_emulator.py
 	infra/local/with-emulator.sh cargo test --workspace --no-fail-fast
 
-lint: venv
+lint: venv policy
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/sam validate --lint --template template.yaml --region $(AWS_REGION)
+
+# checkov over template.yaml; findings not accepted in infra/policy/accepted.yaml fail.
+policy: $(POLICY_VENV)/.installed
+	$(POLICY_VENV)/bin/python infra/policy/check.py template.yaml
 
 # Schemathesis (pinned in requirements.txt) against a fresh stack on free ports:
 # every check, a fixed seed, a bounded number of cases; exceptions per operation
@@ -102,4 +114,4 @@ bench-cold-start: venv
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .aws-sam
+	rm -rf $(VENV) $(POLICY_VENV) .aws-sam
