@@ -138,12 +138,18 @@ impl Template {
         self.root["Resources"].get(id)
     }
 
-    /// Parameter defaults (CommaDelimitedList parameters as lists).
+    /// Parameter values for the local stack: `Metadata.Flashcart::Local.Parameters`
+    /// first (parameters a deployment must set, such as the shop's origins),
+    /// then the defaults (CommaDelimitedList parameters as lists).
     pub fn parameter_defaults(&self) -> HashMap<String, Resolved> {
         let mut out = HashMap::new();
+        let local = &self.root["Metadata"]["Flashcart::Local"]["Parameters"];
         if let Some(params) = self.root["Parameters"].as_mapping() {
             for (k, v) in params {
-                let (Some(name), Some(default)) = (k.as_str(), v["Default"].as_str()) else {
+                let Some(name) = k.as_str() else {
+                    continue;
+                };
+                let Some(default) = local[name].as_str().or_else(|| v["Default"].as_str()) else {
                     continue;
                 };
                 let value = if v["Type"].as_str() == Some("CommaDelimitedList") {
@@ -500,6 +506,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.references(), vec!["NoSuchTable", "Gone"]);
+    }
+
+    #[test]
+    fn a_deployment_must_name_its_origins_and_the_local_stack_has_its_own() {
+        let t = template();
+        let origins = &t.root["Parameters"]["AllowedOrigins"];
+        assert!(
+            origins["Default"].is_null(),
+            "no stage is deployed open to localhost"
+        );
+        assert!(
+            origins["AllowedPattern"]
+                .as_str()
+                .unwrap()
+                .starts_with("^https://")
+        );
+        match t.parameter_defaults().get("AllowedOrigins") {
+            Some(Resolved::List(l)) => {
+                assert!(
+                    l.iter()
+                        .all(|o| o.starts_with("http://localhost")
+                            || o.starts_with("http://127.0.0.1"))
+                )
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
