@@ -494,17 +494,21 @@ impl Checkout {
 }
 
 /// Whether a refused reservation counts against the buyer's throttle window:
-/// every refusal the buyer could repeat does (no stock, the limit, contention),
-/// so hammering a sold-out or short sale is throttled like any other; an
-/// attempt the window already counted (its own transaction did, or it is a
-/// replay) and our own faults do not.
+/// every refusal the buyer could repeat does (too little stock, the limit,
+/// contention), so hammering a sale that cannot serve the request is
+/// throttled like any other. Not counted: an attempt the window already
+/// counted (its own transaction did, or it is a replay), our own faults, and
+/// `SoldOut`, which this container then answers from memory with no call at
+/// all (counting it would add a write to every loser at the sell-out, A1).
 fn spends_budget(e: &ReserveError) -> bool {
     match e {
         ReserveError::InsufficientStock { .. }
-        | ReserveError::SoldOut
         | ReserveError::LimitReached { .. }
         | ReserveError::Conflict => true,
-        ReserveError::Throttled { .. } | ReserveError::Duplicate | ReserveError::Store(_) => false,
+        ReserveError::SoldOut
+        | ReserveError::Throttled { .. }
+        | ReserveError::Duplicate
+        | ReserveError::Store(_) => false,
     }
 }
 
