@@ -246,6 +246,11 @@ async fn a_buyer_after_the_sell_out_pays_one_transaction_and_one_read_not_one_pe
     let calls = h.dynamo_calls(&app).await;
     assert_eq!(calls.get("TransactWriteItems"), Some(&1), "{calls:?}");
     assert_eq!(calls.get("BatchGetItem"), Some(&1), "{calls:?}");
+    assert_eq!(
+        calls.values().sum::<u64>(),
+        3,
+        "the sale's GetItem, the transaction, the read: nothing else ({calls:?})"
+    );
     // and the container now knows: the next loser costs nothing
     let again = Attempt {
         key: "k-late-2".into(),
