@@ -13,7 +13,7 @@
 use crate::clock::SharedClock;
 use crate::config::{CheckoutConfig, ConfigError, Source, Tables};
 use crate::domain::Invalid;
-use crate::domain::flash_sale::{FlashSale, MAX_SALE_ID, SaleRule};
+use crate::domain::flash_sale::{FlashSale, MAX_SALE_ID, SaleRule, Window};
 use crate::domain::order::{CartRule, CheckoutRequest, FlashCheckoutRequest, Order, price_cart};
 use crate::memory::Memory;
 use crate::queue::OrderQueue;
@@ -34,9 +34,12 @@ const SALE_MEMORY: Duration = Duration::seconds(30);
 /// "No such sale", remembered briefly so a probe for ids costs one read per
 /// id; a sale created meanwhile is sold from this container at most 5 s late.
 const NO_SUCH_SALE_MEMORY: Duration = Duration::seconds(5);
-/// The throttle window every unknown sale id of one user counts in: probing
-/// for ids spends a budget like buying does.
-const UNKNOWN_SALE: &str = "\u{0}unknown-sale";
+/// The throttle window a user's refused requests count in, once per request
+/// (whatever the cart held): an unknown SKU, a sale that ended, an unknown
+/// sale id. Checked in memory before the first read, so a user repeating
+/// refused requests is answered 429 without a DynamoDB call; a SKU-shaped name
+/// no SKU can have.
+const REFUSED: &str = "\u{0}refused";
 /// A container's own answers, replayed when DynamoDB is not asked at all
 /// (sold out from memory). Clients retry within seconds.
 const ANSWER_MEMORY: Duration = Duration::minutes(10);
@@ -188,6 +191,7 @@ impl Checkout {
     ) -> Result<Outcome, CheckoutError> {
         let cart = &attempt.body;
         cart.validate()?;
+        self.throttled_recently(&attempt.user, REFUSED, now)?;
         for line in &cart.items {
             self.throttled_recently(&attempt.user, &line.sku, now)?;
         }
@@ -195,7 +199,7 @@ impl Checkout {
         let products = self.catalog.get_many(&skus).await?;
         let (lines, total) = match price_cart(&cart.items, &products) {
             Ok(priced) => priced,
-            Err(rule) => return self.refuse(attempt, &skus, rule.into(), now).await,
+            Err(rule) => return self.refuse(attempt, rule.into(), now).await,
         };
         let order = Order::new(
             &attempt.user,
@@ -234,17 +238,24 @@ impl Checkout {
         let Some(sale) = self.sale(&attempt.user, sale_id, now).await? else {
             // a probe for ids spends a budget of its own; the id is not looked
             // up again for a while, and a full window answers from memory
-            self.throttled_recently(&attempt.user, UNKNOWN_SALE, now)?;
-            if self.count_refused(&attempt.user, UNKNOWN_SALE, now).await {
-                return Err(self.throttled_until_window_ends(&attempt.user, UNKNOWN_SALE, now));
+            self.throttled_recently(&attempt.user, REFUSED, now)?;
+            if self.count_refused(&attempt.user, REFUSED, now).await {
+                return Err(self.throttled_until_window_ends(&attempt.user, REFUSED, now));
             }
             return Err(CheckoutError::SaleNotFound(sale_id.to_owned()));
         };
         let quantity = attempt.body.quantity;
         let (line, total) = match sale.buy(quantity, now) {
             Ok(priced) => priced,
+            // Not open yet: no request can have succeeded, and tapping before
+            // the opening must not spend the budget the opening needs, so the
+            // answer costs nothing. Ended: a retry of an order placed before the
+            // close gets its order.
+            Err(rule @ SaleRule::NotActive { .. }) if sale.window(now) == Window::Upcoming => {
+                return Err(rule.into());
+            }
             Err(rule @ SaleRule::NotActive { .. }) => {
-                return self.refuse(attempt, &[&sale.sku], rule.into(), now).await;
+                return self.refuse(attempt, rule.into(), now).await;
             }
             Err(SaleRule::OverLimit { limit }) => {
                 return Err(CheckoutError::LimitReached { limit });
@@ -326,7 +337,7 @@ impl Checkout {
         if let Some(sale) = self.memory.sales.recall(sale_id, now) {
             return Ok(sale);
         }
-        self.throttled_recently(user, UNKNOWN_SALE, now)?;
+        self.throttled_recently(user, REFUSED, now)?;
         let sale = self.sales.get_sale(sale_id).await?;
         let remember_for = if sale.is_some() {
             SALE_MEMORY
@@ -431,17 +442,16 @@ impl Checkout {
         }
     }
 
-    /// A refusal decided by the rules before any write (sale window, cart
-    /// rules): unless this very request already succeeded, in which case its
-    /// answer again. A retry of an order placed just before a sale closed, or
-    /// before a product was withdrawn, must get its order, not a refusal (one
-    /// read, on refusal paths only). A refusal that stands spends the budget of
-    /// each SKU like any attempt, so repeating it turns into 429 from memory,
-    /// with no read at all.
+    /// A refusal decided by the rules before any write (a sale that ended,
+    /// cart rules): unless this very request already succeeded, in which case
+    /// its answer again. A retry of an order placed just before a sale closed,
+    /// or before a product was withdrawn, must get its order, not a refusal
+    /// (one read, on refusal paths only). A refusal that stands counts once in
+    /// the user's [`REFUSED`] window, so repeating it turns into 429 from
+    /// memory, with no read at all.
     async fn refuse<T>(
         &self,
         attempt: &Attempt<T>,
-        skus: &[&str],
         refusal: CheckoutError,
         now: DateTime<Utc>,
     ) -> Result<Outcome, CheckoutError> {
@@ -453,14 +463,10 @@ impl Checkout {
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "idempotency lookup failed on a refusal path"),
         }
-        let counts = skus
-            .iter()
-            .map(|sku| self.count_refused(&attempt.user, sku, now));
-        let full = futures_util::future::join_all(counts).await;
-        match full.iter().position(|f| *f) {
-            Some(i) => Err(self.throttled_until_window_ends(&attempt.user, skus[i], now)),
-            None => Err(refusal),
+        if self.count_refused(&attempt.user, REFUSED, now).await {
+            return Err(self.throttled_until_window_ends(&attempt.user, REFUSED, now));
         }
+        Err(refusal)
     }
 
     /// This container's own earlier answer to the same request, if it gave one.
@@ -498,8 +504,7 @@ impl Checkout {
 /// contention), so hammering a sale that cannot serve the request is
 /// throttled like any other. Not counted: an attempt the window already
 /// counted (its own transaction did, or it is a replay), our own faults, and
-/// `SoldOut`, which this container then answers from memory with no call at
-/// all (counting it would add a write to every loser at the sell-out, A1).
+/// `SoldOut` (flash answers it from memory next, with no call at all).
 fn spends_budget(e: &ReserveError) -> bool {
     match e {
         ReserveError::InsufficientStock { .. }

@@ -301,8 +301,11 @@ pub fn preflight(req: &Request, allowed_origins: &[String]) -> Response<Body> {
             header::ACCESS_CONTROL_MAX_AGE,
             cors::MAX_AGE_SECS.to_string(),
         );
-        set(header::VARY, "origin".to_owned());
     }
+    // the answer depends on Origin whether or not it was allowed
+    response
+        .headers_mut()
+        .insert(header::VARY, http::HeaderValue::from_static("origin"));
     response
 }
 

@@ -263,14 +263,21 @@ async fn unknown_skus_spend_the_budget_and_then_cost_nothing() {
             key: format!("k-{i}"),
             fingerprint: format!("fp-{i}"),
             body: CheckoutRequest {
-                items: vec![CartLine {
-                    sku: "NO-SUCH-SKU".into(),
-                    quantity: 1,
-                }],
+                // twenty made-up SKUs: one refusal, one count, not twenty
+                items: (0..20)
+                    .map(|n| CartLine {
+                        sku: format!("NO-SUCH-SKU-{n}"),
+                        quantity: 1,
+                    })
+                    .collect(),
                 payment_token: "tok_ok".into(),
             },
         };
         let refused = checkout.cart(&attempt, h.now()).await.unwrap_err();
+        if i == 0 {
+            let calls = h.dynamo_calls(&app).await;
+            assert_eq!(calls.get("UpdateItem"), Some(&1), "{calls:?}");
+        }
         codes.push(shared::ApiError::from(refused).code());
         calls.push(h.dynamo_calls(&app).await.values().sum::<u64>());
     }

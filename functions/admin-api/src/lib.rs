@@ -133,8 +133,8 @@ async fn record(deps: &Deps, event: AuditEvent, now: DateTime<Utc>) {
 }
 
 /// What a denied request leaves: itself while its actor is within
-/// [`DENIED_RECORDS`], then once per window a summary, then nothing but an
-/// info line.
+/// [`DENIED_RECORDS`], then once per window a summary, then nothing but a
+/// warn line in the log.
 async fn denied_record(deps: &Deps, event: AuditEvent, now: DateTime<Utc>) -> Option<AuditEvent> {
     let window_end = DENIED_RECORDS.window_end(now);
     let summarised = deps.summarised.recall(&event.actor, now).is_some();
@@ -148,14 +148,14 @@ async fn denied_record(deps: &Deps, event: AuditEvent, now: DateTime<Utc>) -> Op
     match counted {
         Ok(Counted::Allowed) => Some(event),
         Ok(Counted::Full) if summarised => {
-            tracing::info!(audit = ?event, "denied request past the actor's audit budget");
+            tracing::warn!(audit = ?event, "denied request past the actor's audit budget");
             None
         }
         Ok(Counted::Full) => {
             deps.summarised
                 .remember(event.actor.clone(), (), window_end);
             let start = window_end - chrono::Duration::seconds(DENIED_RECORDS.window_secs);
-            tracing::info!(audit = ?event, "denied request past the actor's audit budget");
+            tracing::warn!(audit = ?event, "denied request past the actor's audit budget");
             // one per actor and window, whichever container writes it first
             Some(AuditEvent {
                 event_id: format!(

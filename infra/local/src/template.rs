@@ -508,6 +508,82 @@ mod tests {
         assert_eq!(t.references(), vec!["NoSuchTable", "Gone"]);
     }
 
+    /// The resource a `!Ref` names.
+    fn ref_of(v: &Value) -> Option<String> {
+        match v {
+            Value::Tagged(t) if tag_name(&t.tag) == "Ref" => t.value.as_str().map(str::to_owned),
+            _ => None,
+        }
+    }
+
+    /// Issue 8 items 1 and 7, for every function later issues add too: a
+    /// reserved share of concurrency, a log group with retention, alarms on
+    /// its errors and throttles; every table protected and retained; every
+    /// bucket TLS-only; every route its own throttle with detailed metrics.
+    #[test]
+    fn every_function_table_bucket_and_route_follows_the_operator_rules() {
+        let t = template();
+        let resources = t.root["Resources"].as_mapping().unwrap();
+        let of_type = |ty: &str| t.resources_of_type(ty);
+        let alarms = of_type("AWS::CloudWatch::Alarm");
+        for (id, f) in of_type("AWS::Serverless::Function") {
+            let p = &f["Properties"];
+            assert!(
+                !p["ReservedConcurrentExecutions"].is_null(),
+                "{id}: reserved concurrency"
+            );
+            let group = ref_of(&p["LoggingConfig"]["LogGroup"])
+                .unwrap_or_else(|| panic!("{id}: its own log group"));
+            let g = &resources[group.as_str()];
+            assert_eq!(g["Type"].as_str(), Some("AWS::Logs::LogGroup"), "{id}");
+            assert!(
+                !g["Properties"]["RetentionInDays"].is_null(),
+                "{id}: log retention"
+            );
+            for metric in ["Errors", "Throttles"] {
+                assert!(
+                    alarms.iter().any(|(_, a)| {
+                        a["Properties"]["MetricName"].as_str() == Some(metric)
+                            && ref_of(&a["Properties"]["Dimensions"][0]["Value"]).as_deref()
+                                == Some(id.as_str())
+                    }),
+                    "{id}: an alarm on its {metric}"
+                );
+            }
+        }
+        for (id, table) in of_type("AWS::DynamoDB::Table") {
+            assert_eq!(table["DeletionPolicy"].as_str(), Some("Retain"), "{id}");
+            assert_eq!(
+                table["Properties"]["DeletionProtectionEnabled"].as_bool(),
+                Some(true),
+                "{id}"
+            );
+        }
+        let policies = of_type("AWS::S3::BucketPolicy");
+        for (id, _) in of_type("AWS::S3::Bucket") {
+            assert!(
+                policies.iter().any(|(_, p)| {
+                    ref_of(&p["Properties"]["Bucket"]).as_deref() == Some(id.as_str())
+                        && serde_yaml_ng::to_string(&p["Properties"]["PolicyDocument"])
+                            .unwrap()
+                            .contains("aws:SecureTransport")
+                }),
+                "{id}: a TLS-only bucket policy"
+            );
+        }
+        let api = &t.resources_of_type("AWS::Serverless::HttpApi")[0].1;
+        let settings = &api["Properties"]["RouteSettings"];
+        for route in t.http_routes().unwrap() {
+            let key = route.route_key();
+            let s = &settings[key.as_str()];
+            assert!(
+                !s["ThrottlingRateLimit"].is_null(),
+                "{key}: a throttle of its own"
+            );
+            assert_eq!(s["DetailedMetricsEnabled"].as_bool(), Some(true), "{key}");
+        }
+    }
+
     #[test]
     fn a_deployment_must_name_its_origins_and_the_local_stack_has_its_own() {
         let t = template();

@@ -45,6 +45,14 @@ pub fn check_id(field: &str, value: &str, max: usize) -> Result<(), Invalid> {
     }
 }
 
+/// Control characters, and the invisible ones that move or hide text: line
+/// and paragraph separators, zero-width characters, bidirectional overrides
+/// and isolates (a U+202E can make a log line read backwards).
+fn unsafe_to_show(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
 /// `value` made safe to record and show: control characters (newlines, ANSI
 /// escapes) become U+FFFD, and it is cut to `max` characters with a trailing
 /// `…`. For text an attacker chooses that lands in a log or the audit trail.
@@ -52,7 +60,7 @@ pub fn printable(value: &str, max: usize) -> String {
     let mut out: String = value
         .chars()
         .take(max)
-        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .map(|c| if unsafe_to_show(c) { '\u{FFFD}' } else { c })
         .collect();
     if value.chars().count() > max {
         out.push('…');
@@ -83,6 +91,10 @@ mod tests {
             "x\u{FFFD}allowed PUT admin\u{FFFD}[2J"
         );
         assert_eq!(printable(&"a".repeat(50), 8), "aaaaaaaa…");
+        assert_eq!(
+            printable("a\u{2028}b\u{202E}c\u{200B}", 10),
+            "a\u{FFFD}b\u{FFFD}c\u{FFFD}"
+        );
         assert_eq!(printable("ééé", 2), "éé…");
     }
 
