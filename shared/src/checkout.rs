@@ -239,9 +239,7 @@ impl Checkout {
             // a probe for ids spends a budget of its own; the id is not looked
             // up again for a while, and a full window answers from memory
             self.throttled_recently(&attempt.user, REFUSED, now)?;
-            if self.count_refused(&attempt.user, REFUSED, now).await {
-                return Err(self.throttled_until_window_ends(&attempt.user, REFUSED, now));
-            }
+            self.spend_refusal(&attempt.user, now).await?;
             return Err(CheckoutError::SaleNotFound(sale_id.to_owned()));
         };
         let quantity = attempt.body.quantity;
@@ -463,10 +461,17 @@ impl Checkout {
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "idempotency lookup failed on a refusal path"),
         }
-        if self.count_refused(&attempt.user, REFUSED, now).await {
-            return Err(self.throttled_until_window_ends(&attempt.user, REFUSED, now));
-        }
+        self.spend_refusal(&attempt.user, now).await?;
         Err(refusal)
+    }
+
+    /// Counts a refused request in `user`'s [`REFUSED`] window: `Throttled`
+    /// once the window is full (and remembered until it ends).
+    async fn spend_refusal(&self, user: &str, now: DateTime<Utc>) -> Result<(), CheckoutError> {
+        if self.count_refused(user, REFUSED, now).await {
+            return Err(self.throttled_until_window_ends(user, REFUSED, now));
+        }
+        Ok(())
     }
 
     /// This container's own earlier answer to the same request, if it gave one.
