@@ -434,8 +434,7 @@ impl Checkout {
     /// while a concurrent duplicate is still being written.
     async fn earlier<T>(&self, attempt: &Attempt<T>) -> Result<Outcome, CheckoutError> {
         match self.requests.lookup(&attempt.request_key()).await? {
-            Some(Earlier::Replay { status, body }) => Ok(Outcome::Replayed { status, body }),
-            Some(Earlier::Reused) => Err(CheckoutError::KeyReused),
+            Some(earlier) => earlier_answer(earlier),
             None => Err(CheckoutError::InProgress),
         }
     }
@@ -454,10 +453,7 @@ impl Checkout {
         now: DateTime<Utc>,
     ) -> Result<Outcome, CheckoutError> {
         match self.requests.lookup(&attempt.request_key()).await {
-            Ok(Some(Earlier::Replay { status, body })) => {
-                return Ok(Outcome::Replayed { status, body });
-            }
-            Ok(Some(Earlier::Reused)) => return Err(CheckoutError::KeyReused),
+            Ok(Some(earlier)) => return earlier_answer(earlier),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "idempotency lookup failed on a refusal path"),
         }
@@ -501,6 +497,15 @@ impl Checkout {
             body,
             queued,
         }
+    }
+}
+
+/// What an earlier request with the same key answers now: its own answer
+/// again if it was this request, else the key was reused.
+fn earlier_answer(earlier: Earlier) -> Result<Outcome, CheckoutError> {
+    match earlier {
+        Earlier::Replay { status, body } => Ok(Outcome::Replayed { status, body }),
+        Earlier::Reused => Err(CheckoutError::KeyReused),
     }
 }
 
