@@ -14,6 +14,10 @@ use std::time::Instant;
 /// The largest JSON body any endpoint accepts. Real requests are well under 4 KiB.
 pub const MAX_JSON_BODY: usize = 64 * 1024;
 
+/// The Cognito group whose members may call `/admin/*`. Tokens carry it only
+/// for members with MFA enabled (functions/admin-mfa-gate, ADR 0016).
+pub const ADMIN_GROUP: &str = "admin";
+
 /// Who is calling, as the authorizer vouched for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {

@@ -10,6 +10,7 @@ mod common;
 mod flash;
 mod gateway;
 mod malformed;
+mod mfa_gate;
 mod pollers;
 mod storefront;
 mod stores;

@@ -26,7 +26,7 @@ use shared::store::flash_sales::{FlashSaleStore, SaleView};
 use shared::store::requests::{Counted, RequestStore};
 use tracing::Instrument;
 
-pub const ADMIN_GROUP: &str = "admin";
+pub use shared::http::ADMIN_GROUP;
 
 pub struct Deps {
     config: HttpConfig,

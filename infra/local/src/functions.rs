@@ -137,6 +137,11 @@ impl Functions {
                     out.http
                         .insert(id.clone(), http_fn!(flash_checkout, env, sdk, clock, id));
                 }
+                // Cognito's pre-token-generation trigger. The local stack has no
+                // Cognito sign-in to trigger it: it mints tokens itself
+                // (jwt.rs). Its handler runs against the emulator's Cognito in
+                // tests/tests/mfa_gate.rs.
+                "admin-mfa-gate" => {}
                 other => {
                     return Err(FunctionsError::Init {
                         function: id,
