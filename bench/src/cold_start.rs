@@ -76,6 +76,7 @@ async fn main() -> Result<(), Error> {
         sdk,
         &prefix,
         shared::config::Secret::from(flashcart_local::jwt::DEFAULT_SECRET),
+        &[],
     )
     .await?;
     let result = bench(&args, &stack).await;

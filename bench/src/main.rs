@@ -79,6 +79,7 @@ async fn main() -> Result<(), Error> {
         sdk,
         &prefix,
         shared::config::Secret::from(flashcart_local::jwt::DEFAULT_SECRET),
+        &[],
     )
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -135,6 +135,50 @@ impl CheckoutConfig {
     }
 }
 
+/// The payment provider, for the functions that call it.
+#[derive(Debug, Clone)]
+pub struct PaymentConfig {
+    pub tables: Tables,
+    pub provider: crate::payments::provider::ProviderConfig,
+}
+
+impl PaymentConfig {
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        let url = required(src, "PAYMENT_PROVIDER_URL")?;
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(ConfigError::Invalid {
+                name: "PAYMENT_PROVIDER_URL",
+                reason: "must be an http(s) URL".into(),
+            });
+        }
+        let key = Secret::from(required(src, "PAYMENT_PROVIDER_API_KEY")?);
+        let mut provider = crate::payments::provider::ProviderConfig::new(url, key);
+        let call_ms: u64 = number(
+            src,
+            "PAYMENT_CALL_TIMEOUT_MS",
+            provider.call_timeout.as_millis() as u64,
+        )?;
+        let deadline_ms: u64 = number(
+            src,
+            "PAYMENT_DEADLINE_MS",
+            provider.deadline.as_millis() as u64,
+        )?;
+        if call_ms == 0 || deadline_ms < call_ms {
+            return Err(ConfigError::Invalid {
+                name: "PAYMENT_DEADLINE_MS",
+                reason: "the deadline must hold at least one call (PAYMENT_CALL_TIMEOUT_MS > 0)"
+                    .into(),
+            });
+        }
+        provider.call_timeout = std::time::Duration::from_millis(call_ms);
+        provider.deadline = std::time::Duration::from_millis(deadline_ms);
+        Ok(Self {
+            tables: Tables::from_source(src)?,
+            provider,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

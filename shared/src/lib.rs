@@ -10,10 +10,12 @@
 //! - [`checkout`]: the checkout use case, one entry per checkout kind.
 //! - [`error`]: the error shape and every mapping into it.
 //! - [`http`], [`response`], [`cursor`], [`routes`]: the HTTP contract.
+//! - [`payments`]: webhook signatures, the provider client and its breaker.
 //! - [`memory`], [`queue`], [`metrics`]: container memory, the order queue, EMF.
 //! - [`config`], [`aws`], [`clock`], [`logging`]: what a function wires at cold start.
 
 pub mod aws;
+pub mod backoff;
 pub mod checkout;
 pub mod clock;
 pub mod config;
@@ -24,6 +26,7 @@ pub mod http;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
+pub mod payments;
 pub mod queue;
 pub mod response;
 pub mod routes;

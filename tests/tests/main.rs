@@ -11,6 +11,7 @@ mod flash;
 mod gateway;
 mod malformed;
 mod mfa_gate;
+mod payments;
 mod pollers;
 mod storefront;
 mod stores;

@@ -25,13 +25,12 @@ pub type SqsFn = Arc<
         + Send
         + Sync,
 >;
-/// Every function of the template, ready to invoke. Only HTTP functions exist
-/// so far; the queue and schedule functions of DESIGN.md (order-finalizer,
-/// reservation-sweeper, feed-ingest) add their own maps when they land, and
-/// `pollers` invokes them.
+/// Every function of the template, ready to invoke: HTTP functions by the
+/// gateway, queue functions by `pollers`.
 #[derive(Clone, Default)]
 pub struct Functions {
     pub http: HashMap<String, HttpFn>,
+    pub sqs: HashMap<String, SqsFn>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,8 +81,11 @@ impl<D> Containers<D> {
     }
 }
 
-macro_rules! http_fn {
-    ($krate:ident, $env:expr, $sdk:expr, $clock:expr, $id:expr) => {{
+/// A function of crate `$krate` as `$kind` (`HttpFn`, `SqsFn`): its warm
+/// containers, each built from the resolved environment as `main.rs` builds
+/// it, serving one invocation at a time.
+macro_rules! function {
+    ($kind:ty, $krate:ident, $env:expr, $sdk:expr, $clock:expr, $id:expr) => {{
         let (sdk, clock) = ($sdk.clone(), $clock.clone());
         let env = $env;
         let containers = Containers::new(move || {
@@ -95,11 +97,11 @@ macro_rules! http_fn {
             message: e.to_string(),
         })?;
         let containers = Arc::new(containers);
-        let f: HttpFn = Arc::new(move |req| {
+        let f: $kind = Arc::new(move |input| {
             let containers = containers.clone();
             Box::pin(async move {
                 let deps = containers.take()?;
-                let answer = $krate::handle(&deps, req).await;
+                let answer = $krate::handle(&deps, input).await;
                 containers.give_back(deps);
                 answer
             })
@@ -122,26 +124,38 @@ impl Functions {
             let binary = template.binary(&id).unwrap_or_default();
             match binary.as_str() {
                 "storefront-api" => {
-                    out.http
-                        .insert(id.clone(), http_fn!(storefront_api, env, sdk, clock, id));
+                    out.http.insert(
+                        id.clone(),
+                        function!(HttpFn, storefront_api, env, sdk, clock, id),
+                    );
                 }
                 "admin-api" => {
-                    out.http
-                        .insert(id.clone(), http_fn!(admin_api, env, sdk, clock, id));
+                    out.http.insert(
+                        id.clone(),
+                        function!(HttpFn, admin_api, env, sdk, clock, id),
+                    );
                 }
                 "checkout" => {
                     out.http
-                        .insert(id.clone(), http_fn!(checkout, env, sdk, clock, id));
+                        .insert(id.clone(), function!(HttpFn, checkout, env, sdk, clock, id));
                 }
                 "flash-checkout" => {
-                    out.http
-                        .insert(id.clone(), http_fn!(flash_checkout, env, sdk, clock, id));
+                    out.http.insert(
+                        id.clone(),
+                        function!(HttpFn, flash_checkout, env, sdk, clock, id),
+                    );
                 }
                 // Cognito's pre-token-generation trigger. The local stack has no
                 // Cognito sign-in to trigger it: it mints tokens itself
                 // (jwt.rs). Its handler runs against the emulator's Cognito in
                 // tests/tests/mfa_gate.rs.
                 "admin-mfa-gate" => {}
+                "order-finalizer" => {
+                    out.sqs.insert(
+                        id.clone(),
+                        function!(SqsFn, order_finalizer, env, sdk, clock, id),
+                    );
+                }
                 other => {
                     return Err(FunctionsError::Init {
                         function: id,

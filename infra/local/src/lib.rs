@@ -5,6 +5,7 @@
 //! - [`functions`]: builds each function from its resolved environment.
 //! - [`gateway`]: the local API Gateway with its JWT authorizer.
 //! - [`pollers`]: SQS event source mappings and schedules.
+//! - [`sandbox`]: the sandbox payment provider.
 //! - [`seed`]: demo data.
 //!
 //! [`LocalStack`] ties them together for `make run` and for the tests.
@@ -14,6 +15,7 @@ pub mod functions;
 pub mod gateway;
 pub mod jwt;
 pub mod pollers;
+pub mod sandbox;
 pub mod seed;
 pub mod template;
 
@@ -36,6 +38,31 @@ pub struct LocalStack {
     pub functions: Functions,
     pub gateway: Arc<Gateway>,
     pub secret: Secret,
+    /// The sandbox payment provider the stack's functions call, when this
+    /// process serves it (`make run`, tests).
+    pub sandbox: Option<Arc<sandbox::Sandbox>>,
+}
+
+/// A sandbox provider listening on `port` (0: any free port), and its URL.
+pub async fn start_sandbox(
+    port: u16,
+    webhook_url: Option<String>,
+) -> Result<(Arc<sandbox::Sandbox>, String), Error> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| {
+            format!(
+                "the sandbox provider cannot listen on 127.0.0.1:{port} ({e}); set SANDBOX_PORT"
+            )
+        })?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let sandbox = sandbox::Sandbox::new(
+        Secret::from(sandbox::DEFAULT_API_KEY),
+        Secret::from(sandbox::DEFAULT_WEBHOOK_SECRET),
+        webhook_url,
+    );
+    tokio::spawn(sandbox::serve(sandbox.clone(), listener));
+    Ok((sandbox, url))
 }
 
 /// The SDK configuration from the environment, with one guard: without
@@ -57,8 +84,15 @@ pub async fn sdk_config(allow_real_aws: bool) -> Result<SdkConfig, Error> {
 impl LocalStack {
     /// Creates every resource of the template under `prefix` and wires every
     /// function and route to it.
-    pub async fn deploy(sdk: SdkConfig, prefix: &str, secret: Secret) -> Result<Self, Error> {
-        Self::deploy_with_clock(sdk, prefix, secret, shared::clock::system()).await
+    /// `parameters` override the template's local values (the sandbox's URL
+    /// when it listens elsewhere).
+    pub async fn deploy(
+        sdk: SdkConfig,
+        prefix: &str,
+        secret: Secret,
+        parameters: &[(&str, String)],
+    ) -> Result<Self, Error> {
+        Self::deploy_with_clock(sdk, prefix, secret, shared::clock::system(), parameters).await
     }
 
     /// The same, with every function on `clock` (tests move time with it).
@@ -67,9 +101,15 @@ impl LocalStack {
         prefix: &str,
         secret: Secret,
         clock: SharedClock,
+        parameters: &[(&str, String)],
     ) -> Result<Self, Error> {
         let template = Template::load(&template::default_path())?;
-        let stack = bootstrap::create(&template, &sdk, prefix).await?;
+        let mut stack = bootstrap::create(&template, &sdk, prefix).await?;
+        for (name, value) in parameters {
+            stack
+                .parameters
+                .insert((*name).to_owned(), template::Resolved::Str(value.clone()));
+        }
         let wired = Functions::build(&template, &stack, &sdk, &clock)
             .map_err(Error::from)
             .and_then(|functions| {
@@ -91,7 +131,45 @@ impl LocalStack {
             functions,
             gateway,
             secret,
+            sandbox: None,
         })
+    }
+
+    /// The queue pollers of the template's SQS event sources (the local event
+    /// source mappings): `make run` runs them, tests poll them once at a time.
+    pub fn pollers(&self) -> Result<Vec<pollers::QueuePoller>, Error> {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let mut out = Vec::new();
+        for source in self.template.queue_sources()? {
+            let queue = self
+                .stack
+                .queue(&source.queue)
+                .ok_or_else(|| format!("{}: no queue {}", source.function, source.queue))?
+                .clone();
+            let handler = self
+                .functions
+                .sqs
+                .get(&source.function)
+                .ok_or_else(|| format!("{} is not a queue function", source.function))?
+                .clone();
+            out.push(pollers::QueuePoller {
+                sqs: sqs.clone(),
+                queue,
+                region: self.stack.region.clone(),
+                batch_size: source.batch_size,
+                handler,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The poller that feeds `function`.
+    pub fn poller(&self, function: &str) -> Option<pollers::QueuePoller> {
+        let handler = self.functions.sqs.get(function)?;
+        self.pollers()
+            .ok()?
+            .into_iter()
+            .find(|p| Arc::ptr_eq(&p.handler, handler))
     }
 
     /// A fresh stack with a random prefix, for one test, on `clock`. Fails
@@ -105,9 +183,24 @@ impl LocalStack {
             }
         };
         let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        match Self::deploy_with_clock(sdk, &prefix, Secret::from(jwt::DEFAULT_SECRET), clock).await
-        {
+        let (sandbox, url) = match start_sandbox(0, None).await {
             Ok(s) => s,
+            Err(e) => panic!("starting the sandbox provider failed: {e}"),
+        };
+        let parameters = [("PaymentProviderUrl", url)];
+        match Self::deploy_with_clock(
+            sdk,
+            &prefix,
+            Secret::from(jwt::DEFAULT_SECRET),
+            clock,
+            &parameters,
+        )
+        .await
+        {
+            Ok(mut s) => {
+                s.sandbox = Some(sandbox);
+                s
+            }
             Err(e) => panic!("deploying the test stack failed: {e}"),
         }
     }

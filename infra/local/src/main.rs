@@ -50,6 +50,9 @@ enum Cmd {
         /// Skip the demo data.
         #[arg(long)]
         no_seed: bool,
+        /// Port of the sandbox payment provider.
+        #[arg(long, env = "SANDBOX_PORT", default_value_t = flashcart_local::sandbox::DEFAULT_PORT)]
+        sandbox_port: u16,
     },
     /// Print a token for the local authorizer.
     Token {
@@ -87,6 +90,7 @@ async fn main() -> Result<(), flashcart_local::Error> {
             python,
             prefix,
             no_seed,
+            sandbox_port,
         } => {
             shared::logging::init();
             let mut emulators = Vec::new();
@@ -99,7 +103,7 @@ async fn main() -> Result<(), flashcart_local::Error> {
                     emulators.push(start_emulator(&python, port).await?);
                 }
             }
-            let result = run(port, &prefix, no_seed).await;
+            let result = run(port, sandbox_port, &prefix, no_seed).await;
             for child in &mut emulators {
                 let _ = child.kill().await;
             }
@@ -140,9 +144,26 @@ async fn start_emulator(python: &str, port: u16) -> Result<Child, flashcart_loca
     Err(format!("the emulator did not listen on port {port} within 30 s").into())
 }
 
-async fn run(port: u16, prefix: &str, no_seed: bool) -> Result<(), flashcart_local::Error> {
+async fn run(
+    port: u16,
+    sandbox_port: u16,
+    prefix: &str,
+    no_seed: bool,
+) -> Result<(), flashcart_local::Error> {
     let sdk = flashcart_local::sdk_config(false).await?;
-    let stack = LocalStack::deploy(sdk, prefix, jwt::secret_from_env()).await?;
+    // the sandbox posts its webhooks to our own gateway
+    let callback = format!("http://127.0.0.1:{port}/payments/callback");
+    let (sandbox, sandbox_url) =
+        flashcart_local::start_sandbox(sandbox_port, Some(callback)).await?;
+    let parameters = [("PaymentProviderUrl", sandbox_url.clone())];
+    let mut stack = LocalStack::deploy(sdk, prefix, jwt::secret_from_env(), &parameters).await?;
+    stack.sandbox = Some(sandbox);
+    // the event source mappings: each queue long-polled into its function
+    let pollers: Vec<_> = stack
+        .pollers()?
+        .into_iter()
+        .map(|p| tokio::spawn(p.run()))
+        .collect();
     let seeded = if no_seed {
         None
     } else {
@@ -153,7 +174,7 @@ async fn run(port: u16, prefix: &str, no_seed: bool) -> Result<(), flashcart_loc
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr} ({e}); set API_PORT to another port"))?;
-    banner(port, &stack, seeded.as_ref());
+    banner(port, &sandbox_url, &stack, seeded.as_ref());
     axum::serve(
         listener,
         stack
@@ -164,11 +185,14 @@ async fn run(port: u16, prefix: &str, no_seed: bool) -> Result<(), flashcart_loc
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;
+    for p in pollers {
+        p.abort();
+    }
     say("stopped");
     Ok(())
 }
 
-fn banner(port: u16, stack: &LocalStack, seeded: Option<&seed::Seeded>) {
+fn banner(port: u16, sandbox_url: &str, stack: &LocalStack, seeded: Option<&seed::Seeded>) {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
     let dynamodb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_else(|_| endpoint.clone());
     let tables: Vec<&str> = stack.stack.tables.values().map(String::as_str).collect();
@@ -180,7 +204,7 @@ fn banner(port: u16, stack: &LocalStack, seeded: Option<&seed::Seeded>) {
         .collect();
     let buckets: Vec<&str> = stack.stack.buckets.values().map(String::as_str).collect();
     let mut text = format!(
-        "\nFlashcart local stack is up\n  API        http://127.0.0.1:{port}  (GET /health)\n  DynamoDB   {dynamodb}\n  SQS, S3    {endpoint}\n  tables     {}\n  queues     {}\n  buckets    {}\n",
+        "\nFlashcart local stack is up\n  API        http://127.0.0.1:{port}  (GET /health)\n  payments   {sandbox_url}  (sandbox provider; GET /charges is its ledger)\n  DynamoDB   {dynamodb}\n  SQS, S3    {endpoint}\n  tables     {}\n  queues     {}\n  buckets    {}\n",
         tables.join(", "),
         queues.join(", "),
         buckets.join(", "),

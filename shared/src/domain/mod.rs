@@ -6,6 +6,7 @@ pub mod flash_sale;
 pub mod idempotency;
 pub mod money;
 pub mod order;
+pub mod payment;
 pub mod product;
 pub mod text;
 pub mod throttle;
@@ -50,5 +51,29 @@ pub mod ts {
                     "expected an RFC 3339 timestamp such as 2026-11-21T15:00:00Z",
                 )
             })
+    }
+
+    /// The same, for an optional timestamp (absent when `None`).
+    pub mod option {
+        use chrono::{DateTime, Utc};
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(
+            t: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => super::serialize(t, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+            #[derive(Deserialize)]
+            struct Wrapped(#[serde(with = "super")] DateTime<Utc>);
+            Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
+        }
     }
 }

@@ -81,6 +81,73 @@ pub struct Order {
     /// Stock is held until then; unpaid after it, the order expires.
     #[serde(with = "ts")]
     pub expires_at: DateTime<Utc>,
+    /// The flash-sale shard its units came from: where a release returns them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sale_shard: Option<u32>,
+    /// Charges sent (the same idempotency key each time), recorded before
+    /// each call, so our state, not the provider's memory of keys, decides
+    /// whether another may be sent (ADR 0018).
+    #[serde(default)]
+    pub charge_attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "ts::option")]
+    pub charge_started_at: Option<DateTime<Utc>>,
+    /// The provider's charge, once it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
+    /// Why the payment failed, as the provider coded it (`card_declined`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_code: Option<String>,
+    /// A refund reported before its charge's success: the success then ends
+    /// the order `refunded` (events arrive in any order, ADR 0018).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_seen: Option<String>,
+}
+
+/// What a buyer is told of an order's payment (scenario U2: a reason a
+/// person can act on, under 30 words).
+pub fn payment_view(order: &Order) -> serde_json::Value {
+    use OrderStatus::*;
+    let (status, reason) = match order.status {
+        PendingPayment if order.charge_attempts == 0 => ("pending", None),
+        PendingPayment => ("processing", None),
+        Paid | Confirmed => ("paid", None),
+        Refunded => (
+            "refunded",
+            Some("The payment was refunded to your payment method."),
+        ),
+        Expired => (
+            "expired",
+            Some(
+                "The payment did not complete within 15 minutes, so the items were released. Place the order again to buy them.",
+            ),
+        ),
+        PaymentFailed => (
+            "failed",
+            Some(failure_reason(order.failure_code.as_deref())),
+        ),
+    };
+    let mut view = serde_json::json!({ "status": status });
+    if let Some(r) = reason {
+        view["reason"] = serde_json::json!(r);
+    }
+    view
+}
+
+/// Our sentence for a provider's failure code (never the provider's text).
+pub fn failure_reason(code: Option<&str>) -> &'static str {
+    match code {
+        Some("card_declined") => {
+            "Your card was declined. Try another card or payment method, or ask your bank why."
+        }
+        Some("unknown_token") => {
+            "Your payment method was not recognised. Check its details or use another one."
+        }
+        Some("expired_card") => "Your card has expired. Use another card or payment method.",
+        Some("insufficient_funds") => {
+            "Your card has insufficient funds. Use another card or payment method."
+        }
+        _ => "Your payment was not accepted. Try another payment method or contact your bank.",
+    }
 }
 
 impl Order {
@@ -103,6 +170,12 @@ impl Order {
             created_at: now,
             updated_at: now,
             expires_at: now + chrono::Duration::minutes(RESERVATION_MINUTES),
+            sale_shard: None,
+            charge_attempts: 0,
+            charge_started_at: None,
+            payment_id: None,
+            failure_code: None,
+            refund_seen: None,
         }
     }
 
@@ -124,6 +197,7 @@ impl Order {
             "items": self.items,
             "total": self.total,
             "sale_id": self.sale_id,
+            "payment": payment_view(self),
             "created_at": ts::format(&self.created_at),
             "updated_at": ts::format(&self.updated_at),
             "expires_at": ts::format(&self.expires_at),

@@ -106,6 +106,11 @@ pub mod orders {
             ts::format(&order.expires_at),
         )
     }
+    /// The index partition key an order has in `status` (a status change
+    /// writes it with the status).
+    pub fn status_index(order_id: &str, status: OrderStatus) -> String {
+        status_pk(status, shard_of(order_id))
+    }
     /// Every partition key of `status` in `by_status`: what a reader of one
     /// status queries (one Query each, by expiry).
     pub fn status_partitions(status: OrderStatus) -> Vec<String> {

@@ -12,6 +12,7 @@ pub mod flash_sales;
 pub mod keys;
 pub mod orders;
 pub mod partners;
+pub mod payments;
 pub mod requests;
 pub mod reservations;
 pub(crate) mod transaction;

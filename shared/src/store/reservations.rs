@@ -177,8 +177,9 @@ impl ReservationStore {
         let throttle =
             self.requests
                 .count_item(&order.user, &sale.sku, r.throttle, order.created_at)?;
-        let order_put = self.orders.put_new(order)?;
         let record = self.record(r)?;
+        // the order names its shard, where a failed payment returns the units
+        let mut placed = order.clone();
 
         let mut candidates: Vec<u32> = (0..sale.shards)
             .filter(|s| !shards.known_empty(*s))
@@ -193,7 +194,8 @@ impl ReservationStore {
             tx.push(Flash::Shard, self.shard_update(sale, shard, quantity)?);
             tx.push(Flash::Buyer, buyer.clone());
             tx.push(Flash::Throttle, throttle.clone());
-            tx.push(Flash::Order, order_put.clone());
+            placed.sale_shard = Some(shard);
+            tx.push(Flash::Order, self.orders.put_new(&placed)?);
             tx.push(Flash::Record, record.clone());
             let cancelled = match tx.commit(&self.client).await? {
                 Ok(()) => return Ok(()),

@@ -5,20 +5,11 @@
 //! does not retry) is tried again under one policy, [`RETRY`].
 
 use super::{Item, StoreError};
+use crate::backoff::Backoff;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{CancellationReason, TransactWriteItem};
 use std::time::Duration;
-
-/// Exponential backoff with full jitter: attempt `n` waits a uniformly random
-/// time in `[0, min(cap, base * 2^n)]`, which spreads retrying writers apart
-/// instead of letting them collide again in step.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Backoff {
-    pub attempts: u32,
-    pub base: Duration,
-    pub cap: Duration,
-}
 
 /// Three tries, waiting up to 10, 20 ms between them: a conflict lasts as long
 /// as the other transaction, a few milliseconds, and a buyer is waiting.
@@ -27,20 +18,6 @@ pub(crate) const RETRY: Backoff = Backoff {
     base: Duration::from_millis(10),
     cap: Duration::from_millis(100),
 };
-
-impl Backoff {
-    /// The longest wait after attempt `attempt` (0-based).
-    pub fn ceiling(&self, attempt: u32) -> Duration {
-        self.base
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.cap)
-    }
-
-    pub async fn wait(&self, attempt: u32) {
-        let ceiling = self.ceiling(attempt).as_millis() as u64;
-        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=ceiling))).await;
-    }
-}
 
 /// Items and their roles, committed together or not at all.
 pub(crate) struct Transaction<R> {

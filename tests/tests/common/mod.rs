@@ -143,6 +143,26 @@ impl Harness {
             .with_clock(self.clock.clone())
     }
 
+    /// `function`'s environment with `change` applied.
+    pub fn env_changed(
+        &self,
+        function: &str,
+        change: &[(&str, &str)],
+    ) -> impl Fn(&str) -> Option<String> + use<> {
+        let env = self.env_of(function);
+        let change: Vec<(String, String)> = change
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k: &str| {
+            change
+                .iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.clone())
+                .or_else(|| env(k))
+        }
+    }
+
     /// A checkout container of its own (empty memory), as `function` is
     /// configured, with `change` applied to its environment, and its DynamoDB
     /// calls counted by the emulator under `app` (see [`Harness::dynamo_calls`]).
@@ -152,18 +172,7 @@ impl Harness {
         app: &str,
         change: &[(&str, &str)],
     ) -> shared::checkout::Checkout {
-        let env = self.env_of(function);
-        let change: Vec<(String, String)> = change
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let source = move |k: &str| {
-            change
-                .iter()
-                .find(|(name, _)| name == k)
-                .map(|(_, v)| v.clone())
-                .or_else(|| env(k))
-        };
+        let source = self.env_changed(function, change);
         let config = shared::config::CheckoutConfig::from_source(&source).unwrap();
         let sdk = self
             .stack
@@ -172,6 +181,36 @@ impl Harness {
             .app_name(aws_config::AppName::new(app.to_owned()).unwrap())
             .build();
         shared::checkout::Checkout::new(config, &sdk)
+    }
+
+    /// An order-finalizer container as the template configures it, with
+    /// `change` applied to its environment.
+    pub fn finalizer(&self, change: &[(&str, &str)]) -> order_finalizer::Deps {
+        let source = self.env_changed("OrderFinalizerFunction", change);
+        order_finalizer::Deps::from_source(&source, &self.stack.sdk)
+            .unwrap()
+            .with_clock(self.clock.clone())
+    }
+
+    /// The sandbox payment provider this stack's functions call.
+    pub fn sandbox(&self) -> &flashcart_local::sandbox::Sandbox {
+        self.stack.sandbox.as_deref().unwrap()
+    }
+
+    /// Runs the finalizer's queue once as Lambda's event source mapping
+    /// would (the messages queued so far, in batches).
+    pub async fn finalize_queued(&self) -> flashcart_local::pollers::Polled {
+        let poller = self.stack.poller("OrderFinalizerFunction").unwrap();
+        let mut total = flashcart_local::pollers::Polled::default();
+        loop {
+            let p = poller.poll_once(std::time::Duration::ZERO).await.unwrap();
+            if p.received == 0 {
+                return total;
+            }
+            total.received += p.received;
+            total.deleted += p.deleted;
+            total.failed += p.failed;
+        }
     }
 
     /// DynamoDB calls by operation that clients named `app` made, as the

@@ -1,0 +1,5 @@
+//! Payments: the provider's webhook signature, the provider client, the
+//! circuit breaker in front of it, and the events the provider sends.
+
+pub mod provider;
+pub mod signature;
