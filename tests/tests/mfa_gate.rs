@@ -3,10 +3,9 @@
 //! Cognito, where each user's MFA is really enabled or not.
 
 use admin_mfa_gate::{Decision, Deps, REQUIRED_MFA, decide, handle};
-use aws_lambda_events::event::cognito::CognitoEventUserPoolsPreTokenGen;
 use aws_sdk_cognitoidentityprovider::Client;
 use aws_sdk_cognitoidentityprovider::types::{AuthFlowType, SoftwareTokenMfaSettingsType};
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| (*s).to_owned()).collect()
@@ -35,10 +34,14 @@ fn the_admin_group_needs_totp_and_nothing_else_does() {
 }
 
 /// The event as Cognito sends it (V1, sign-in).
-fn event(pool: &str, user: &str, groups: &[&str]) -> CognitoEventUserPoolsPreTokenGen {
-    serde_json::from_value(json!({
+fn event(pool: &str, user: &str, groups: &[&str]) -> Value {
+    event_from("TokenGeneration_Authentication", pool, user, groups)
+}
+
+fn event_from(source: &str, pool: &str, user: &str, groups: &[&str]) -> Value {
+    json!({
         "version": "1",
-        "triggerSource": "TokenGeneration_Authentication",
+        "triggerSource": source,
         "region": "us-east-1",
         "userPoolId": pool,
         "userName": user,
@@ -47,13 +50,12 @@ fn event(pool: &str, user: &str, groups: &[&str]) -> CognitoEventUserPoolsPreTok
             "userAttributes": {"sub": "3f1c0d52-1111-2222-3333-444455556666", "email": user},
             "groupConfiguration": {
                 "groupsToOverride": groups,
-                "iamRolesToOverride": [],
+                "iamRolesToOverride": ["arn:aws:iam::123456789012:role/ops"],
                 "preferredRole": null
             }
         },
         "response": {"claimsOverrideDetails": null}
-    }))
-    .unwrap()
+    })
 }
 
 struct Pool {
@@ -189,11 +191,16 @@ impl Drop for Pool {
     }
 }
 
-fn groups_issued(e: &CognitoEventUserPoolsPreTokenGen) -> Option<Vec<String>> {
-    e.response
-        .claims_override_details
-        .as_ref()
-        .map(|d| d.group_override_details.groups_to_override.clone())
+/// The groups the token gets when the trigger overrode them.
+fn groups_issued(e: &Value) -> Option<Vec<String>> {
+    let details = &e["response"]["claimsOverrideDetails"];
+    if details.is_null() {
+        return None;
+    }
+    Some(
+        serde_json::from_value(details["groupOverrideDetails"]["groupsToOverride"].clone())
+            .unwrap(),
+    )
 }
 
 #[tokio::test]

@@ -8,15 +8,20 @@
 //! issues tokens (sign-in and refresh) and withholds the admin group from a
 //! member without MFA: their token is a shopper's, and admin-api answers 403
 //! until they enrol. A shopper, in no admin group, costs no call.
+//!
+//! The event is read as JSON, not as a typed struct: a trigger source or a
+//! field Cognito adds later must not fail every sign-in in the pool.
 
-use aws_lambda_events::event::cognito::{
-    ClaimsOverrideDetails, CognitoEventUserPoolsPreTokenGen, GroupConfiguration,
-};
 use aws_sdk_cognitoidentityprovider::Client;
+use aws_sdk_cognitoidentityprovider::config::timeout::TimeoutConfig;
+use serde_json::{Value, json};
 use shared::http::ADMIN_GROUP;
+use std::time::Duration;
 
 /// The only MFA the pool enables (template.yaml, `EnabledMfas`).
 pub const REQUIRED_MFA: &str = "SOFTWARE_TOKEN_MFA";
+/// Cognito waits 5 s for a trigger: the lookup gives up well before.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Deps {
     cognito: Client,
@@ -24,8 +29,15 @@ pub struct Deps {
 
 impl Deps {
     pub fn new(sdk: &shared::aws::SdkConfig) -> Self {
+        let config = aws_sdk_cognitoidentityprovider::config::Builder::from(sdk)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_timeout(LOOKUP_TIMEOUT)
+                    .build(),
+            )
+            .build();
         Self {
-            cognito: Client::new(sdk),
+            cognito: Client::from_conf(config),
         }
     }
 }
@@ -66,23 +78,33 @@ pub enum GateError {
     Lookup(String),
 }
 
-pub async fn handle(
-    deps: &Deps,
-    mut event: CognitoEventUserPoolsPreTokenGen,
-) -> Result<CognitoEventUserPoolsPreTokenGen, GateError> {
-    let groups = event.request.group_configuration.groups_to_override.clone();
+/// The groups Cognito is about to put in the token.
+fn groups_of(event: &Value) -> Vec<String> {
+    event
+        .pointer("/request/groupConfiguration/groupsToOverride")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|g| g.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub async fn handle(deps: &Deps, mut event: Value) -> Result<Value, GateError> {
+    let groups = groups_of(&event);
     if decide(&groups, None) == Decision::NotAdmin {
         return Ok(event);
     }
-    let header = &event.cognito_event_user_pools_header;
-    let (Some(pool), Some(user)) = (header.user_pool_id.clone(), header.user_name.clone()) else {
+    let (Some(pool), Some(user)) = (event["userPoolId"].as_str(), event["userName"].as_str())
+    else {
         return Err(GateError::NoUser);
     };
     let found = deps
         .cognito
         .admin_get_user()
-        .user_pool_id(&pool)
-        .username(&user)
+        .user_pool_id(pool)
+        .username(user)
         .send()
         .await
         .map_err(|e| {
@@ -92,23 +114,27 @@ pub async fn handle(
         })?;
     let enabled = found.user_mfa_setting_list().to_vec();
     if decide(&groups, Some(&enabled)) == Decision::Withhold {
-        tracing::warn!(
-            user = %user,
-            "admin group withheld: the user has no MFA enabled"
-        );
-        event.response.claims_override_details =
-            Some(without_admin(&event.request.group_configuration));
+        tracing::warn!(user = %user, "admin group withheld: the user has no MFA enabled");
+        event["response"]["claimsOverrideDetails"] = without_admin(&event, &groups);
     }
     Ok(event)
 }
 
-/// The user's groups and roles as they are, less the admin group.
-fn without_admin(current: &GroupConfiguration) -> ClaimsOverrideDetails {
-    let mut groups = current.clone();
-    groups.groups_to_override.retain(|g| g != ADMIN_GROUP);
-    let mut details = ClaimsOverrideDetails::default();
-    details.group_override_details = groups;
-    details
+/// The user's groups as they are, less the admin group; roles as they are
+/// (the admin group has none: ADR 0016).
+fn without_admin(event: &Value, groups: &[String]) -> Value {
+    let current = event
+        .pointer("/request/groupConfiguration")
+        .cloned()
+        .unwrap_or_default();
+    let kept: Vec<&String> = groups.iter().filter(|g| *g != ADMIN_GROUP).collect();
+    json!({
+        "groupOverrideDetails": {
+            "groupsToOverride": kept,
+            "iamRolesToOverride": current.get("iamRolesToOverride").cloned().unwrap_or_else(|| json!([])),
+            "preferredRole": current.get("preferredRole").cloned().unwrap_or(Value::Null),
+        }
+    })
 }
 
 impl From<GateError> for lambda_runtime::Diagnostic {
