@@ -179,6 +179,35 @@ impl PaymentConfig {
     }
 }
 
+/// The webhook receiver: the secrets a signature may be made with (two
+/// while one is rotated out).
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub tables: Tables,
+    pub secrets: Vec<Secret>,
+}
+
+impl WebhookConfig {
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        let secrets: Vec<Secret> = required(src, "PAYMENT_WEBHOOK_SECRETS")?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Secret::from)
+            .collect();
+        if secrets.is_empty() || secrets.iter().any(|s| s.expose_secret().len() < 16) {
+            return Err(ConfigError::Invalid {
+                name: "PAYMENT_WEBHOOK_SECRETS",
+                reason: "each secret must be at least 16 characters".into(),
+            });
+        }
+        Ok(Self {
+            tables: Tables::from_source(src)?,
+            secrets,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

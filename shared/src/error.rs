@@ -11,6 +11,7 @@ use crate::domain::Invalid;
 use crate::domain::flash_sale::SaleRule;
 use crate::domain::order::CartRule;
 use crate::domain::ts;
+use crate::payments::signature::SignatureError;
 use crate::routes::Unmatched;
 use crate::store::catalog::PutProductError;
 use crate::store::flash_sales::CreateSaleError;
@@ -248,6 +249,18 @@ impl From<Unmatched> for ApiError {
         )
         .with_detail("allowed", e.allowed)
         .with_header(header::ALLOW, allow)
+    }
+}
+
+/// 401 `invalid_signature`: the reason (missing, malformed, stale, future,
+/// no match) is named; nothing about the secrets is.
+impl From<SignatureError> for ApiError {
+    fn from(e: SignatureError) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            format!("The webhook signature was refused: {e}."),
+        )
     }
 }
 

@@ -15,6 +15,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/admin/products/{sku}"),
     ("POST", "/admin/flash-sales"),
     ("GET", "/admin/audit"),
+    ("POST", "/payments/callback"),
 ];
 
 /// The API's CORS configuration, as template.yaml declares it (a test keeps

@@ -2,7 +2,8 @@
 # `make contract`: Schemathesis checks docs/openapi.yaml against a fresh local
 # stack, once as a shopper and once as an admin (ADR 0011). Run it inside
 # infra/local/with-emulator.sh, which provides the emulator's endpoints; this
-# script starts the API on a free port, with the demo data, and stops it on exit.
+# script starts the API (and the sandbox provider) on free ports, with the demo
+# data, and stops it on exit.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
@@ -20,7 +21,7 @@ cleanup() {
 trap cleanup EXIT
 
 port="$("$venv/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-FLASHCART_EXTERNAL_ENDPOINTS=1 API_PORT="$port" RUST_LOG="${RUST_LOG:-warn}" \
+FLASHCART_EXTERNAL_ENDPOINTS=1 API_PORT="$port" SANDBOX_PORT=0 RUST_LOG="${RUST_LOG:-warn}" \
   "$local_bin" run >"$work/stack.log" 2>&1 &
 api_pid=$!
 base="http://127.0.0.1:$port"

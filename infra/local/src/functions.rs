@@ -149,6 +149,12 @@ impl Functions {
                 // Cognito sign-in to trigger it: it mints tokens itself
                 // (jwt.rs). Its handler runs against the emulator's Cognito in
                 // tests/tests/mfa_gate.rs.
+                "payment-callback" => {
+                    out.http.insert(
+                        id.clone(),
+                        function!(HttpFn, payment_callback, env, sdk, clock, id),
+                    );
+                }
                 "admin-mfa-gate" => {}
                 "order-finalizer" => {
                     out.sqs.insert(

@@ -263,12 +263,15 @@ async fn charge(
         "tok_declined" => (
             402,
             json!({"error": {"type": "card_error", "code": "card_declined", "message": DECLINED_REASON}}),
-            ("payment.failed", Some(DECLINED_REASON)),
+            ("payment.failed", Some(("card_declined", DECLINED_REASON))),
         ),
         _ => (
             402,
             json!({"error": {"type": "card_error", "code": "unknown_token", "message": UNKNOWN_TOKEN_REASON}}),
-            ("payment.failed", Some(UNKNOWN_TOKEN_REASON)),
+            (
+                "payment.failed",
+                Some(("unknown_token", UNKNOWN_TOKEN_REASON)),
+            ),
         ),
     };
     let charge = Charge {
@@ -340,16 +343,23 @@ async fn get_mode(State(s): State<Arc<Sandbox>>) -> Json<Mode> {
     Json(s.mode())
 }
 
-/// The event body the provider posts (DESIGN.md, "Payment provider").
-pub fn event_body(kind: &str, charge: &Charge, reason: Option<&str>, created: i64) -> Value {
+/// The event body the provider posts (DESIGN.md, "Payment provider"), with
+/// a failure's code and reason.
+pub fn event_body(
+    kind: &str,
+    charge: &Charge,
+    failure: Option<(&str, &str)>,
+    created: i64,
+) -> Value {
     let mut data = json!({
         "order_id": charge.order_id,
         "payment_id": charge.id,
         "amount": charge.amount,
         "currency": charge.currency,
     });
-    if let Some(r) = reason {
-        data["reason"] = json!(r);
+    if let Some((code, reason)) = failure {
+        data["code"] = json!(code);
+        data["reason"] = json!(reason);
     }
     json!({
         "id": format!("evt_{}", uuid::Uuid::new_v4().simple()),
@@ -361,12 +371,12 @@ pub fn event_body(kind: &str, charge: &Charge, reason: Option<&str>, created: i6
 
 /// Posts the signed event to the callback, in the background, once (a
 /// provider retries; this sandbox need not: the finalizer decides too).
-fn webhook(s: &Arc<Sandbox>, kind: &str, charge: &Charge, reason: Option<&str>) {
+fn webhook(s: &Arc<Sandbox>, kind: &str, charge: &Charge, failure: Option<(&str, &str)>) {
     let Some(url) = s.webhook_url.lock().ok().and_then(|u| u.clone()) else {
         return;
     };
     let now = chrono::Utc::now().timestamp();
-    let body = event_body(kind, charge, reason, now).to_string();
+    let body = event_body(kind, charge, failure, now).to_string();
     let signature = shared::payments::signature::sign(
         s.webhook_secret.expose_secret().as_bytes(),
         now,

@@ -162,6 +162,14 @@ pub mod requests {
             "IDEMPOTENCY",
         )
     }
+    /// A circuit breaker's shared state (ADR 0020).
+    pub fn breaker(name: &str) -> Item {
+        key(format!("BREAKER#{name}"), "BREAKER")
+    }
+    /// A provider's webhook event, by its id (deduplication, 30 days).
+    pub fn webhook(event_id: &str) -> Item {
+        key(format!("WEBHOOK#{event_id}"), "WEBHOOK")
+    }
     /// One counter per user, SKU and fixed window (a cart's SKU is not yet
     /// validated against the catalog when it is counted).
     pub fn throttle(user: &str, sku: &str, window_start: i64) -> Item {

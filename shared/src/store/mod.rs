@@ -16,6 +16,7 @@ pub mod payments;
 pub mod requests;
 pub mod reservations;
 pub(crate) mod transaction;
+pub mod webhooks;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
