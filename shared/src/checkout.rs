@@ -16,6 +16,7 @@ use crate::domain::Invalid;
 use crate::domain::flash_sale::{FlashSale, MAX_SALE_ID, SaleRule, Window};
 use crate::domain::order::{CartRule, CheckoutRequest, FlashCheckoutRequest, Order, price_cart};
 use crate::memory::Memory;
+use crate::payments::breaker::{self, Breaker};
 use crate::queue::OrderQueue;
 use crate::store::StoreError;
 use crate::store::catalog::CatalogStore;
@@ -105,6 +106,9 @@ pub enum CheckoutError {
     KeyReused,
     #[error("the same request is still in progress")]
     InProgress,
+    /// The payment provider's circuit breaker is open (ADR 0020).
+    #[error("payments are unavailable; retry after {retry_after} s")]
+    PaymentUnavailable { retry_after: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -119,6 +123,8 @@ pub struct Checkout {
     requests: RequestStore,
     reservations: ReservationStore,
     queue: OrderQueue,
+    /// Read only: while open, nothing is reserved.
+    breaker: Breaker,
     memory: Memories,
 }
 
@@ -145,7 +151,15 @@ impl Checkout {
             ..
         } = &config.http.tables;
         let catalog = CatalogStore::new(dynamo.clone(), catalog);
+        let clock = crate::clock::system();
         Self {
+            breaker: Breaker::new(
+                dynamo.clone(),
+                requests,
+                breaker::PAYMENTS,
+                config.breaker,
+                clock.clone(),
+            ),
             sales: FlashSaleStore::new(dynamo.clone(), flash_sales, catalog.clone()),
             requests: RequestStore::new(dynamo.clone(), requests),
             reservations: ReservationStore::new(dynamo, &config.http.tables),
@@ -159,7 +173,7 @@ impl Checkout {
             },
             catalog,
             config,
-            clock: crate::clock::system(),
+            clock,
         }
     }
 
@@ -170,7 +184,20 @@ impl Checkout {
 
     /// The same checkout on another clock (tests move time instead of sleeping).
     pub fn with_clock(self, clock: SharedClock) -> Self {
-        Self { clock, ..self }
+        Self {
+            breaker: self.breaker.with_clock(clock.clone()),
+            clock,
+            ..self
+        }
+    }
+
+    /// Refuses while the payment provider's breaker is open: from memory for
+    /// all but one request per container every second or two.
+    async fn payments_accepted(&self) -> Result<(), CheckoutError> {
+        self.breaker
+            .accepting()
+            .await
+            .map_err(|retry_after| CheckoutError::PaymentUnavailable { retry_after })
     }
 
     /// Now, on this checkout's clock: read once per request.
@@ -195,6 +222,7 @@ impl Checkout {
         for line in &cart.items {
             self.throttled_recently(&attempt.user, &line.sku, now)?;
         }
+        self.payments_accepted().await?;
         let skus: Vec<&str> = cart.items.iter().map(|l| l.sku.as_str()).collect();
         let products = self.catalog.get_many(&skus).await?;
         let (lines, total) = match price_cart(&cart.items, &products) {
@@ -267,6 +295,7 @@ impl Checkout {
             return self.remembered(attempt, now).ok_or(CheckoutError::SoldOut);
         }
         self.throttled_recently(&attempt.user, &sale.sku, now)?;
+        self.payments_accepted().await?;
         let order = Order::new(
             &attempt.user,
             vec![line],

@@ -95,6 +95,7 @@ pub struct CheckoutConfig {
     pub order_queue_url: String,
     /// Attempts one user may make on one SKU per window before 429.
     pub throttle: Throttle,
+    pub breaker: crate::payments::breaker::Settings,
 }
 
 fn number<T: std::str::FromStr>(
@@ -131,8 +132,27 @@ impl CheckoutConfig {
             http: HttpConfig::from_source(src)?,
             order_queue_url: required(src, "ORDER_QUEUE_URL")?,
             throttle: Throttle { burst, window_secs },
+            breaker: breaker_settings(src)?,
         })
     }
+}
+
+/// The payment breaker's settings (ADR 0020): `BREAKER_FAILURES` charges
+/// failed in a row open it, for `BREAKER_OPEN_SECONDS`; every function that
+/// reads it must use the same values (template Globals).
+fn breaker_settings(src: &dyn Source) -> Result<crate::payments::breaker::Settings, ConfigError> {
+    let mut s = crate::payments::breaker::Settings::default();
+    let failures: u32 = number(src, "BREAKER_FAILURES", s.failures_to_open)?;
+    let open_secs: i64 = number(src, "BREAKER_OPEN_SECONDS", s.open_for.num_seconds())?;
+    if failures == 0 || !(1..=300).contains(&open_secs) {
+        return Err(ConfigError::Invalid {
+            name: "BREAKER_FAILURES",
+            reason: "failures must be above 0 and BREAKER_OPEN_SECONDS from 1 to 300".into(),
+        });
+    }
+    s.failures_to_open = failures;
+    s.open_for = chrono::Duration::seconds(open_secs);
+    Ok(s)
 }
 
 /// The payment provider, for the functions that call it.
@@ -140,6 +160,7 @@ impl CheckoutConfig {
 pub struct PaymentConfig {
     pub tables: Tables,
     pub provider: crate::payments::provider::ProviderConfig,
+    pub breaker: crate::payments::breaker::Settings,
 }
 
 impl PaymentConfig {
@@ -175,6 +196,7 @@ impl PaymentConfig {
         Ok(Self {
             tables: Tables::from_source(src)?,
             provider,
+            breaker: breaker_settings(src)?,
         })
     }
 }

@@ -333,6 +333,16 @@ impl From<CheckoutError> for ApiError {
                 "This Idempotency-Key was used for a different request. Use a new key for a new request.",
             ),
             CheckoutError::InProgress => ApiError::request_in_progress(),
+            CheckoutError::PaymentUnavailable { retry_after } => {
+                let retry_after = retry_after.clamp(1, 5);
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "payment_unavailable",
+                    format!("Payments are unavailable right now, so nothing was reserved. Try again in {retry_after} s."),
+                )
+                .with_header(header::RETRY_AFTER, retry_after.to_string())
+                .with_detail("retry_after", retry_after)
+            }
             CheckoutError::Store(e) => e.into(),
         }
     }

@@ -248,8 +248,9 @@ async fn a_buyer_after_the_sell_out_pays_one_transaction_and_one_read_not_one_pe
     assert_eq!(calls.get("BatchGetItem"), Some(&1), "{calls:?}");
     assert_eq!(
         calls.values().sum::<u64>(),
-        3,
-        "the sale's GetItem, the transaction, the read: nothing else ({calls:?})"
+        4,
+        "the sale's GetItem, the payment breaker's state (once per container \
+         per 1.5 s), the transaction, the read: nothing else ({calls:?})"
     );
     // and the container now knows: the next loser costs nothing
     let again = Attempt {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod admin;
+mod breaker;
 mod callback;
 mod checkout;
 mod common;

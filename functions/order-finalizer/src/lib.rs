@@ -9,7 +9,8 @@
 //! transaction. A provider that does not decide fails the message back to SQS
 //! (a partial batch response), which redelivers it after the visibility
 //! timeout and, after maxReceiveCount, moves it to the DLQ; the reservation's
-//! expiry bounds what it holds meanwhile.
+//! expiry bounds what it holds meanwhile. Every call goes through the
+//! circuit breaker shared by every container (ADR 0020).
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::StreamExt;
@@ -18,7 +19,8 @@ use shared::clock::{SharedClock, system};
 use shared::config::{ConfigError, PaymentConfig, Source};
 use shared::domain::order::OrderStatus;
 use shared::domain::payment::Fact;
-use shared::payments::provider::{ChargeOutcome, ChargeRequest, Provider};
+use shared::payments::breaker::{self, Breaker, Permit};
+use shared::payments::provider::{ChargeOutcome, ChargeRequest, Provider, ProviderError};
 use shared::store::payments::{Begin, PaymentStore};
 use tracing::Instrument;
 
@@ -29,6 +31,7 @@ const CONCURRENCY: usize = 10;
 pub struct Deps {
     payments: PaymentStore,
     provider: Provider,
+    breaker: Breaker,
     clock: SharedClock,
 }
 
@@ -42,14 +45,23 @@ impl Deps {
             name: "PAYMENT_PROVIDER_URL",
             reason: e.to_string(),
         })?;
+        let dynamo = shared::aws::dynamodb(sdk);
         Ok(Self {
-            payments: PaymentStore::new(shared::aws::dynamodb(sdk), &config.tables),
+            breaker: Breaker::new(
+                dynamo.clone(),
+                &config.tables.requests,
+                breaker::PAYMENTS,
+                config.breaker,
+                system(),
+            ),
+            payments: PaymentStore::new(dynamo, &config.tables),
             provider,
             clock: system(),
         })
     }
 
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.breaker = self.breaker.with_clock(clock.clone());
         self.clock = clock;
         self
     }
@@ -82,6 +94,9 @@ pub enum Retry {
     Provider(#[from] shared::payments::provider::ProviderError),
     #[error("the order store: {0}")]
     Store(#[from] shared::store::StoreError),
+    /// The breaker is open: no call now (ADR 0020).
+    #[error("the payment provider's circuit is open; retry after {retry_after} s")]
+    CircuitOpen { retry_after: u64 },
 }
 
 pub async fn handle(
@@ -134,7 +149,15 @@ async fn process(deps: &Deps, record: SqsMessage) -> Option<BatchItemFailure> {
 
 /// Settles one order's payment, or says why it must be tried again.
 pub async fn finalize(deps: &Deps, order_id: &str) -> Result<Finalized, Retry> {
+    // before the attempt is recorded: while the circuit is open no attempt is
+    // made, so an order whose reservation runs out meanwhile simply expires
+    let permit = deps.breaker.permit().await;
+    if let Permit::Refuse { retry_after } = permit {
+        return Err(Retry::CircuitOpen { retry_after });
+    }
     let now = deps.clock.now();
+    // an elected probe that finds nothing to charge is abandoned: another
+    // caller may probe once it times out
     let order = match deps.payments.begin_charge(order_id, now).await? {
         Begin::Missing => return Ok(Finalized::Missing),
         Begin::Closed(_) => return Ok(Finalized::Closed),
@@ -152,14 +175,18 @@ pub async fn finalize(deps: &Deps, order_id: &str) -> Result<Finalized, Retry> {
         }
         Begin::Charge(order) => order,
     };
-    let outcome = deps
+    let result = deps
         .provider
         .charge(&ChargeRequest {
             order_id,
             amount: &order.total,
             source: &order.payment_token,
         })
-        .await?;
+        .await;
+    // the provider answered (a decision, or a refusal of our request) or not
+    let answered = !matches!(result, Err(ProviderError::Unavailable { .. }));
+    deps.breaker.record(permit, answered).await;
+    let outcome = result?;
     let fact = match outcome {
         ChargeOutcome::Succeeded { payment_id } => Fact::Succeeded { payment_id },
         ChargeOutcome::Declined { code, .. } => Fact::Failed { code },

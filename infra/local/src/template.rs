@@ -149,7 +149,16 @@ impl Template {
                 let Some(name) = k.as_str() else {
                     continue;
                 };
-                let Some(default) = local[name].as_str().or_else(|| v["Default"].as_str()) else {
+                // a Number parameter's default is a YAML number
+                let number = v["Default"]
+                    .as_i64()
+                    .map(|n| n.to_string())
+                    .or_else(|| v["Default"].as_f64().map(|n| n.to_string()));
+                let Some(default) = local[name]
+                    .as_str()
+                    .or_else(|| v["Default"].as_str())
+                    .or(number.as_deref())
+                else {
                     continue;
                 };
                 let value = if v["Type"].as_str() == Some("CommaDelimitedList") {

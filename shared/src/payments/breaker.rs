@@ -25,7 +25,10 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Mutex;
 
-#[derive(Debug, Clone, Copy)]
+/// The breaker in front of the payment provider.
+pub const PAYMENTS: &str = "payments";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
     /// Charges failed after their retries, in a row, that open the breaker.
     pub failures_to_open: u32,
