@@ -17,3 +17,4 @@ mod payments;
 mod pollers;
 mod storefront;
 mod stores;
+mod sweeper;

@@ -25,12 +25,21 @@ pub type SqsFn = Arc<
         + Send
         + Sync,
 >;
+/// A scheduled function, as the local scheduler invokes it: EventBridge's
+/// event in, the function's answer as JSON out.
+pub type ScheduledFn = Arc<
+    dyn Fn(serde_json::Value) -> BoxFuture<Result<serde_json::Value, lambda_http::Error>>
+        + Send
+        + Sync,
+>;
+
 /// Every function of the template, ready to invoke: HTTP functions by the
-/// gateway, queue functions by `pollers`.
+/// gateway, queue functions by `pollers`, scheduled ones by the scheduler.
 #[derive(Clone, Default)]
 pub struct Functions {
     pub http: HashMap<String, HttpFn>,
     pub sqs: HashMap<String, SqsFn>,
+    pub scheduled: HashMap<String, ScheduledFn>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +94,10 @@ impl<D> Containers<D> {
 /// containers, each built from the resolved environment as `main.rs` builds
 /// it, serving one invocation at a time.
 macro_rules! function {
-    ($kind:ty, $krate:ident, $env:expr, $sdk:expr, $clock:expr, $id:expr) => {{
+    ($kind:ty, $krate:ident, $env:expr, $sdk:expr, $clock:expr, $id:expr) => {
+        function!($kind, $krate, $env, $sdk, $clock, $id, |answer| answer)
+    };
+    ($kind:ty, $krate:ident, $env:expr, $sdk:expr, $clock:expr, $id:expr, $map:expr) => {{
         let (sdk, clock) = ($sdk.clone(), $clock.clone());
         let env = $env;
         let containers = Containers::new(move || {
@@ -103,7 +115,7 @@ macro_rules! function {
                 let deps = containers.take()?;
                 let answer = $krate::handle(&deps, input).await;
                 containers.give_back(deps);
-                answer
+                $map(answer)
             })
         });
         f
@@ -153,6 +165,22 @@ impl Functions {
                     out.http.insert(
                         id.clone(),
                         function!(HttpFn, payment_callback, env, sdk, clock, id),
+                    );
+                }
+                "reservation-sweeper" => {
+                    out.scheduled.insert(
+                        id.clone(),
+                        function!(
+                            ScheduledFn,
+                            reservation_sweeper,
+                            env,
+                            sdk,
+                            clock,
+                            id,
+                            |answer: Result<reservation_sweeper::Swept, lambda_http::Error>| {
+                                answer.map(|swept| serde_json::to_value(swept).unwrap_or_default())
+                            }
+                        ),
                     );
                 }
                 "admin-mfa-gate" => {}

@@ -163,6 +163,39 @@ impl LocalStack {
         Ok(out)
     }
 
+    /// The template's schedules, each firing its function every period until
+    /// the task is dropped (`make run`; tests invoke the functions directly).
+    pub fn schedules(&self) -> Result<Vec<tokio::task::JoinHandle<()>>, Error> {
+        let mut out = Vec::new();
+        for schedule in self.template.schedules()? {
+            let f = self
+                .functions
+                .scheduled
+                .get(&schedule.function)
+                .ok_or_else(|| format!("{} is not a scheduled function", schedule.function))?
+                .clone();
+            let name = schedule.function.clone();
+            out.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(schedule.every);
+                tick.tick().await; // the first tick is now: wait a period first, as EventBridge does
+                loop {
+                    tick.tick().await;
+                    let event = serde_json::json!({
+                        "version": "0", "detail-type": "Scheduled Event", "source": "aws.events",
+                        "time": chrono::Utc::now().to_rfc3339(), "detail": {}
+                    });
+                    match f(event).await {
+                        Ok(answer) => tracing::info!(function = %name, %answer, "scheduled run"),
+                        Err(e) => {
+                            tracing::warn!(function = %name, error = %e, "scheduled run failed")
+                        }
+                    }
+                }
+            }));
+        }
+        Ok(out)
+    }
+
     /// The poller that feeds `function`.
     pub fn poller(&self, function: &str) -> Option<pollers::QueuePoller> {
         let handler = self.functions.sqs.get(function)?;

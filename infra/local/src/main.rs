@@ -163,6 +163,7 @@ async fn run(
         .pollers()?
         .into_iter()
         .map(|p| tokio::spawn(p.run()))
+        .chain(stack.schedules()?)
         .collect();
     let seeded = if no_seed {
         None

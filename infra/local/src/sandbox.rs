@@ -3,8 +3,10 @@
 //! `shared::payments::provider` (ADR 0017).
 //!
 //! Test tokens in the style of card test numbers: `tok_ok` succeeds,
-//! `tok_declined` declines, `tok_flaky` answers 503 half the time, `tok_slow`
-//! answers after 10 s; any other token is declined as unknown. The
+//! `tok_declined` declines, `tok_flaky` answers 503 to every other call for
+//! the same key (the first included: half the calls, deterministically, so a
+//! test of retries cannot flake; `failure_rate` is the random kind),
+//! `tok_slow` answers after 10 s; any other token is declined as unknown. The
 //! `Idempotency-Key` is honoured as a provider does: the same key returns the
 //! first decided result and never charges twice; while the first request with
 //! a key is in flight, another with it gets 409. A 503 is the front door
@@ -73,6 +75,8 @@ pub struct Sandbox {
     webhook_url: Mutex<Option<String>>,
     mode: Mutex<Mode>,
     keys: Mutex<HashMap<String, (Value, Keyed)>>,
+    /// `tok_flaky` calls per key, to fail every other one.
+    flaky_calls: Mutex<HashMap<String, u32>>,
     ledger: Mutex<Vec<Charge>>,
     http: reqwest::Client,
 }
@@ -85,6 +89,7 @@ impl Sandbox {
             webhook_url: Mutex::new(webhook_url),
             mode: Mutex::new(Mode::default()),
             keys: Mutex::new(HashMap::new()),
+            flaky_calls: Mutex::new(HashMap::new()),
             ledger: Mutex::new(Vec::new()),
             http: reqwest::Client::new(),
         })
@@ -198,10 +203,6 @@ async fn charge(
             "Amount or currency is invalid.",
         );
     }
-    // tok_flaky fails at the front door half the time, as a load balancer would
-    if req.source == "tok_flaky" && fastrand::bool() {
-        return unavailable();
-    }
     let Some(key) = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -214,6 +215,18 @@ async fn charge(
             "Idempotency-Key is required.",
         );
     };
+    // tok_flaky fails at the front door every other call, as a load balancer
+    // would: before the charge logic, so neither charged nor remembered
+    if req.source == "tok_flaky" {
+        let call = s.flaky_calls.lock().map(|mut calls| {
+            let n = calls.entry(key.clone()).or_insert(0);
+            *n += 1;
+            *n
+        });
+        if call.unwrap_or(1) % 2 == 1 {
+            return unavailable();
+        }
+    }
     let fingerprint: Value = json!([req.amount, req.currency, req.source, req.order_id]);
     {
         let Ok(mut keys) = s.keys.lock() else {

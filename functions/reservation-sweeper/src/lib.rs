@@ -1,0 +1,193 @@
+//! reservation-sweeper: every minute (EventBridge schedule), the orders that
+//! the normal path left behind (ADR 0018):
+//!
+//! - pending, never attempted, reservation run out: `expired`, the stock
+//!   released in the same conditional transaction as the status, so two
+//!   sweepers at once (or a sweeper and a late finalizer) release it once;
+//! - pending and untouched for [`STUCK`] (written without its queue message,
+//!   or its message lost or in the DLQ): its id is sent to the finalizer
+//!   again, which decides by the order's state whether a charge may go out;
+//! - `paid` and untouched for [`STUCK`] (a crash between `paid` and
+//!   `confirmed`): confirmed.
+//!
+//! Orders are found through the `by_status` index (64 partitions per status,
+//! by reservation expiry), never by a scan.
+
+use futures_util::StreamExt;
+use serde::Serialize;
+use shared::clock::{SharedClock, system};
+use shared::config::{ConfigError, Source, Tables};
+use shared::domain::order::{Order, OrderStatus, RESERVATION_MINUTES};
+use shared::domain::payment::Fact;
+use shared::queue::OrderQueue;
+use shared::store::StoreError;
+use shared::store::orders::OrderStore;
+use shared::store::payments::PaymentStore;
+
+pub const FUNCTION: &str = "reservation-sweeper";
+/// An order nothing moved for this long is re-driven (or confirmed).
+pub const STUCK: chrono::Duration = chrono::Duration::minutes(2);
+/// Orders read per index partition per run; the rest wait a minute.
+const PER_PARTITION: i32 = 100;
+/// Orders handled at once.
+const CONCURRENCY: usize = 8;
+
+pub struct Deps {
+    orders: OrderStore,
+    payments: PaymentStore,
+    queue: OrderQueue,
+    clock: SharedClock,
+}
+
+impl Deps {
+    pub fn from_source(
+        src: &dyn Source,
+        sdk: &shared::aws::SdkConfig,
+    ) -> Result<Self, ConfigError> {
+        let tables = Tables::from_source(src)?;
+        let queue_url = src
+            .get("ORDER_QUEUE_URL")
+            .filter(|u| !u.trim().is_empty())
+            .ok_or(ConfigError::Missing("ORDER_QUEUE_URL"))?;
+        let dynamo = shared::aws::dynamodb(sdk);
+        Ok(Self {
+            orders: OrderStore::new(dynamo.clone(), &tables.orders),
+            payments: PaymentStore::new(dynamo, &tables),
+            queue: OrderQueue::new(shared::aws::sqs(sdk), queue_url),
+            clock: system(),
+        })
+    }
+
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Swept {
+    pub expired: usize,
+    pub redriven: usize,
+    pub confirmed: usize,
+    /// Orders that failed this run (logged); the next run tries again.
+    pub errors: usize,
+}
+
+/// Why one order was not swept this run.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] shared::queue::QueueError),
+}
+
+enum Done {
+    Expired,
+    Redriven,
+    Confirmed,
+    Nothing,
+}
+
+pub async fn handle(
+    deps: &Deps,
+    _scheduled: serde_json::Value,
+) -> Result<Swept, lambda_runtime::Error> {
+    let swept = sweep(deps).await?;
+    tracing::info!(
+        expired = swept.expired,
+        redriven = swept.redriven,
+        confirmed = swept.confirmed,
+        errors = swept.errors,
+        "swept"
+    );
+    Ok(swept)
+}
+
+/// One run over the index.
+pub async fn sweep(deps: &Deps) -> Result<Swept, StoreError> {
+    let now = deps.clock.now();
+    // pending orders created STUCK ago or earlier: expiry = creation + 15 min
+    let pending_before = now - STUCK + chrono::Duration::minutes(RESERVATION_MINUTES);
+    let pending = deps
+        .orders
+        .due(OrderStatus::PendingPayment, pending_before, PER_PARTITION)
+        .await?;
+    // paid is momentary: any paid order, whatever its expiry
+    let paid = deps
+        .orders
+        .due(
+            OrderStatus::Paid,
+            now + chrono::Duration::days(1),
+            PER_PARTITION,
+        )
+        .await?;
+    let results: Vec<Result<Done, SweepError>> =
+        futures_util::stream::iter(pending.into_iter().chain(paid))
+            .map(|id| async move { settle(deps, &id, now).await })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+    let mut swept = Swept::default();
+    for r in results {
+        match r {
+            Ok(Done::Expired) => swept.expired += 1,
+            Ok(Done::Redriven) => swept.redriven += 1,
+            Ok(Done::Confirmed) => swept.confirmed += 1,
+            Ok(Done::Nothing) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "an order was not swept; the next run tries again");
+                swept.errors += 1;
+            }
+        }
+    }
+    Ok(swept)
+}
+
+async fn settle(
+    deps: &Deps,
+    order_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Done, SweepError> {
+    // the index is eventually consistent: decide on the order itself
+    let Some(order) = deps.payments.get(order_id).await? else {
+        return Ok(Done::Nothing);
+    };
+    let untouched = now - order.updated_at >= STUCK;
+    match order.status {
+        OrderStatus::PendingPayment
+            if order.charge_started_at.is_none() && order.expires_at <= now =>
+        {
+            if deps.payments.expire(&order, now).await? {
+                tracing::info!(order_id, "reservation expired; stock released");
+                Ok(Done::Expired)
+            } else {
+                // a finalizer's attempt won the race: it decides
+                Ok(Done::Nothing)
+            }
+        }
+        OrderStatus::PendingPayment if untouched => redrive(deps, &order).await,
+        OrderStatus::Paid if untouched => {
+            let Some(payment_id) = order.payment_id.clone() else {
+                return Ok(Done::Nothing);
+            };
+            let applied = deps
+                .payments
+                .apply(order, &Fact::Succeeded { payment_id }, now)
+                .await?;
+            Ok(if applied.after == OrderStatus::Confirmed {
+                Done::Confirmed
+            } else {
+                Done::Nothing
+            })
+        }
+        _ => Ok(Done::Nothing),
+    }
+}
+
+async fn redrive(deps: &Deps, order: &Order) -> Result<Done, SweepError> {
+    deps.queue.send(&order.order_id).await?;
+    tracing::info!(order_id = %order.order_id, attempts = order.charge_attempts, "stuck order sent to the finalizer again");
+    Ok(Done::Redriven)
+}
