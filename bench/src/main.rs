@@ -6,7 +6,13 @@
 //! buyer. Then, against the same emulator: checkouts once sold out, DynamoDB
 //! calls per checkout (the emulator counts them), one user hammering a sale
 //! while others buy from it (scenario P1), and bare conditional UpdateItem
-//! throughput for comparison. Exits non-zero if anything oversold.
+//! throughput for comparison. Payments run all along, as on AWS: the
+//! finalizer's queue is polled by `FinalizerConcurrency` pollers against the
+//! sandbox provider, and after the rush the benchmark measures each sold
+//! unit's time from its 202 to `confirmed`, the queue's peak depth and the
+//! charges per order in the provider's ledger; then again for a sale whose
+//! provider fails half of all calls at random. Exits non-zero if anything
+//! oversold or any order was charged twice.
 
 use bytes::Bytes;
 use clap::Parser;
@@ -56,6 +62,12 @@ struct Args {
     /// ...while this many other buyers check out at the other C/2.
     #[arg(long, default_value_t = 1000)]
     bystanders: usize,
+    /// Units of the sale whose provider fails half of all calls at random.
+    #[arg(long, default_value_t = 200)]
+    flaky: u32,
+    /// Concurrent finalizer invocations (template FinalizerConcurrency).
+    #[arg(long, default_value_t = 10)]
+    finalizers: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +76,7 @@ struct Sample {
     code: String,
     latency: Duration,
     done_at: Duration,
+    order_id: Option<String>,
 }
 
 #[tokio::main]
@@ -75,13 +88,29 @@ async fn main() -> Result<(), Error> {
         .map_err(|_| "run through `make bench-flash` (needs AWS_ENDPOINT_URL)")?;
     let sdk = flashcart_local::sdk_config(false).await?;
     let prefix = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let (sandbox, sandbox_url) = flashcart_local::start_sandbox(0, None).await?;
     let stack = LocalStack::deploy(
         sdk,
         &prefix,
         shared::config::Secret::from(flashcart_local::jwt::DEFAULT_SECRET),
-        &[],
+        &[("PaymentProviderUrl", sandbox_url)],
     )
     .await?;
+    // the finalizer, scaled out as Lambda scales an SQS event source
+    let pollers = stack.pollers()?;
+    let finalizer = pollers
+        .first()
+        .ok_or("the template has no queue function")?
+        .clone();
+    let mut finalizing = Vec::new();
+    for _ in 0..args.finalizers.max(1) {
+        finalizing.push(tokio::spawn(finalizer.clone().run()));
+    }
+    let payments = shared::store::payments::PaymentStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        &shared::config::Tables::from_source(&stack.template_env("OrderFinalizerFunction")?)?,
+    );
+    let depth = QueueDepth::watch(&stack, "OrderFinalizationQueue")?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let router = stack.router();
@@ -98,7 +127,7 @@ async fn main() -> Result<(), Error> {
         .build_http();
     let admin = stack.token("bench-admin", &["admin"]);
     let hammer_units = u32::try_from(args.bystanders)? + 10;
-    let units = args.stock + 1000 + hammer_units;
+    let units = args.stock + 1000 + hammer_units + args.flaky;
     let product = json!({"name": "Bench headphones", "price": {"amount": 19900, "currency": "EUR"}, "category": "bench", "stock": units});
     expect(
         &http,
@@ -115,6 +144,7 @@ async fn main() -> Result<(), Error> {
         ("bench-solo", 1000, args.shards, 1),
         ("bench-rush", args.stock, args.shards, 1),
         ("bench-hammer", hammer_units, args.shards, 10),
+        ("bench-flaky", args.flaky, args.shards, 1),
     ] {
         let sale = json!({
             "sale_id": id, "sku": "BENCH-1", "price": {"amount": 9900, "currency": "EUR"}, "quantity": quantity,
@@ -144,6 +174,7 @@ async fn main() -> Result<(), Error> {
         args.solo,
         1,
         false,
+        "tok_ok",
     )
     .await;
     let solo_calls = dynamo_calls(&http, &emulator).await? - before;
@@ -161,9 +192,11 @@ async fn main() -> Result<(), Error> {
         args.requests,
         args.concurrency,
         false,
+        "tok_ok",
     )
     .await;
     let rush_secs = started.elapsed().as_secs_f64();
+    let rush_end = chrono::Utc::now();
     let mut rush_ops = dynamo_ops(&http, &emulator).await?;
     for (op, n) in &mut rush_ops {
         *n -= before_ops.get(op).copied().unwrap_or(0);
@@ -184,6 +217,7 @@ async fn main() -> Result<(), Error> {
         args.after,
         args.concurrency,
         false,
+        "tok_ok",
     )
     .await;
     let after_calls = dynamo_calls(&http, &emulator).await? - before;
@@ -199,7 +233,8 @@ async fn main() -> Result<(), Error> {
             "hammer",
             args.hammer,
             half,
-            true
+            true,
+            "tok_ok"
         ),
         fire(
             &http,
@@ -209,12 +244,84 @@ async fn main() -> Result<(), Error> {
             "others",
             args.bystanders,
             half,
-            false
+            false,
+            "tok_ok"
         ),
     );
 
     // 5. bare conditional UpdateItem, same emulator, same concurrency
     let (bare_ops, bare_secs) = bare_updates(&stack, args.bare, args.concurrency).await?;
+
+    // 6. payments: every unit the rush sold, from its 202 to confirmed
+    let rush_orders: Vec<String> = rush.iter().filter_map(|s| s.order_id.clone()).collect();
+    let settled = settle(&payments, &rush_orders, Duration::from_secs(120)).await?;
+    let rush_depth = depth.peak();
+
+    // 7. a provider failing half of all calls at random (scenario A2)
+    sandbox.set_mode(flashcart_local::sandbox::Mode {
+        down: false,
+        failure_rate: 0.5,
+    });
+    depth.reset();
+    let flaky = fire(
+        &http,
+        &stack,
+        &base,
+        "bench-flaky",
+        "flaky",
+        args.flaky as usize,
+        args.concurrency,
+        false,
+        "tok_ok",
+    )
+    .await;
+    let flaky_end = chrono::Utc::now();
+    let flaky_orders: Vec<String> = flaky.iter().filter_map(|s| s.order_id.clone()).collect();
+    let flaky_settled = settle(&payments, &flaky_orders, Duration::from_secs(120)).await?;
+    let flaky_depth = depth.peak();
+    sandbox.set_mode(flashcart_local::sandbox::Mode::default());
+    for task in &finalizing {
+        task.abort();
+    }
+
+    // 8. the breaker open: checkouts refused (U2: 503 within 100 ms). The
+    // shared state is set open as five failed charges would set it.
+    open_breaker(&stack).await?;
+    tokio::time::sleep(Duration::from_millis(1600)).await; // every container's cache
+    let refused = fire(
+        &http,
+        &stack,
+        &base,
+        "bench-flaky",
+        "refused",
+        100,
+        args.concurrency.min(16),
+        false,
+        "tok_ok",
+    )
+    .await;
+    let refused_503: Vec<&Sample> = refused
+        .iter()
+        .filter(|s| s.code == "payment_unavailable")
+        .collect();
+    let ledger = sandbox.ledger();
+    let charges_per_order = |ids: &[String]| {
+        let mut per: BTreeMap<usize, usize> = BTreeMap::new();
+        for id in ids {
+            let n = ledger
+                .iter()
+                .filter(|c| &c.order_id == id && c.status != "declined")
+                .count();
+            *per.entry(n).or_default() += 1;
+        }
+        per
+    };
+    let rush_charges = charges_per_order(&rush_orders);
+    let flaky_charges = charges_per_order(&flaky_orders);
+    let charged_twice = rush_charges
+        .keys()
+        .chain(flaky_charges.keys())
+        .any(|n| *n > 1);
 
     let sold = rush.iter().filter(|s| s.status == 202).count() as u64;
     let oversold = sold.saturating_sub(u64::from(args.stock));
@@ -290,7 +397,19 @@ async fn main() -> Result<(), Error> {
          rush calls by operation    {rush_ops:?}\n\
          one user hammering         {:?}   ({} checkouts from one buyer, C={half})\n\
          everyone else meanwhile    {:?}\n\
-         everyone else's latency    {}   <- P1: p95 under 1 s\n",
+         everyone else's latency    {}   <- P1: p95 under 1 s\n\
+         payments (tok_ok)          {}\n\
+         202 -> confirmed           {}\n\
+         rush end -> all confirmed  {}   <- P2: within 30 s\n\
+         queue peak depth           {rush_depth} messages\n\
+         charges per order          {rush_charges:?}   (charges -> orders; ledger of the sandbox)\n\
+         provider failing 50%       {}   ({} units, sandbox failure_rate 0.5 on every call)\n\
+         202 -> confirmed           {}\n\
+         rush end -> all confirmed  {}\n\
+         queue peak depth           {flaky_depth} messages\n\
+         charges per order          {flaky_charges:?}\n\
+         breaker open: checkouts    {:?}\n\
+         503 latency                {}   <- U2/A2: under 100 ms\n",
         args.stock,
         args.shards,
         args.requests,
@@ -316,11 +435,23 @@ async fn main() -> Result<(), Error> {
         args.hammer,
         count(&bystanders),
         lat(&bystanders.iter().collect::<Vec<_>>()),
+        settled.summary(),
+        settled.latency(),
+        settled.after(rush_end),
+        flaky_settled.summary(),
+        args.flaky,
+        flaky_settled.latency(),
+        flaky_settled.after(flaky_end),
+        count(&refused),
+        lat(&refused_503),
     );
     say(&report);
     stack.destroy().await;
     if oversold > 0 || !consistent {
         return Err("OVERSOLD or inconsistent stock".into());
+    }
+    if charged_twice {
+        return Err("an order was CHARGED TWICE".into());
     }
     Ok(())
 }
@@ -345,6 +476,7 @@ async fn fire(
     n: usize,
     c: usize,
     one_buyer: bool,
+    payment_token: &str,
 ) -> Vec<Sample> {
     let tokens: Arc<Vec<String>> = Arc::new(
         (0..n)
@@ -361,12 +493,13 @@ async fn fire(
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..c.max(1) {
-        let (http, tokens, next, url, tag) = (
+        let (http, tokens, next, url, tag, payment_token) = (
             http.clone(),
             tokens.clone(),
             next.clone(),
             url.clone(),
             tag.to_owned(),
+            payment_token.to_owned(),
         );
         workers.spawn(async move {
             let mut out = Vec::new();
@@ -375,7 +508,7 @@ async fn fire(
                 if i >= tokens.len() {
                     return out;
                 }
-                let body = json!({"quantity": 1, "payment_token": "tok_ok"});
+                let body = json!({"quantity": 1, "payment_token": payment_token});
                 let t = Instant::now();
                 let (status, value) = match send(
                     &http,
@@ -398,6 +531,7 @@ async fn fire(
                         .to_owned(),
                     latency: t.elapsed(),
                     done_at: started.elapsed(),
+                    order_id: value["order_id"].as_str().map(str::to_owned),
                 });
             }
         });
@@ -515,4 +649,145 @@ async fn bare_updates(stack: &LocalStack, ops: usize, c: usize) -> Result<(usize
     }
     let done: usize = tasks.join_all().await.into_iter().sum();
     Ok((done, started.elapsed().as_secs_f64()))
+}
+
+/// Where the orders of one rush ended, read from the orders table.
+struct Settled {
+    /// Each order's status, and its 202 -> last change in ms.
+    orders: Vec<(String, f64, chrono::DateTime<chrono::Utc>)>,
+    waited: Duration,
+}
+
+impl Settled {
+    fn summary(&self) -> String {
+        let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+        for (status, _, _) in &self.orders {
+            *by.entry(status.as_str()).or_default() += 1;
+        }
+        let confirmed = by.get("confirmed").copied().unwrap_or(0);
+        format!(
+            "{confirmed} of {} confirmed ({:.1}%), {by:?}, after waiting {:.1} s",
+            self.orders.len(),
+            100.0 * confirmed as f64 / self.orders.len().max(1) as f64,
+            self.waited.as_secs_f64()
+        )
+    }
+
+    fn confirmed(&self) -> impl Iterator<Item = &(String, f64, chrono::DateTime<chrono::Utc>)> {
+        self.orders.iter().filter(|(s, _, _)| s == "confirmed")
+    }
+
+    fn latency(&self) -> String {
+        let mut v: Vec<f64> = self.confirmed().map(|(_, ms, _)| *ms).collect();
+        v.sort_by(f64::total_cmp);
+        let p = |q: f64| {
+            v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        format!(
+            "n={:5}  p50 {:7.1} ms  p95 {:7.1} ms  max {:7.1} ms",
+            v.len(),
+            p(0.50),
+            p(0.95),
+            v.last().copied().unwrap_or(f64::NAN)
+        )
+    }
+
+    /// From `end` (the rush's last answer) to the last confirmation.
+    fn after(&self, end: chrono::DateTime<chrono::Utc>) -> String {
+        match self.confirmed().map(|(_, _, at)| *at).max() {
+            Some(last) => format!(
+                "{:.2} s",
+                (last - end).num_milliseconds().max(0) as f64 / 1000.0
+            ),
+            None => "none confirmed".into(),
+        }
+    }
+}
+
+/// Waits until every order left `pending_payment` (or `limit` passed).
+async fn settle(
+    payments: &shared::store::payments::PaymentStore,
+    ids: &[String],
+    limit: Duration,
+) -> Result<Settled, Error> {
+    use shared::domain::order::OrderStatus;
+    let started = Instant::now();
+    loop {
+        let mut orders = Vec::with_capacity(ids.len());
+        let mut pending = 0;
+        for id in ids {
+            let Some(o) = payments.get(id).await? else {
+                continue;
+            };
+            pending += usize::from(o.status == OrderStatus::PendingPayment);
+            let ms = (o.updated_at - o.created_at).num_milliseconds() as f64;
+            orders.push((o.status.as_str().to_owned(), ms, o.updated_at));
+        }
+        if pending == 0 || started.elapsed() >= limit {
+            return Ok(Settled {
+                orders,
+                waited: started.elapsed(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The queue's depth, sampled every 200 ms; its peak since the last reset.
+struct QueueDepth {
+    peak: Arc<AtomicUsize>,
+}
+
+impl QueueDepth {
+    fn watch(stack: &LocalStack, queue: &str) -> Result<Self, Error> {
+        let url = stack.stack.queue(queue).ok_or("no such queue")?.url.clone();
+        let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+        let peak = Arc::new(AtomicUsize::new(0));
+        let seen = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                let depth = sqs
+                    .get_queue_attributes()
+                    .queue_url(&url)
+                    .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                    .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|a| a.attributes)
+                    .map(|a| a.values().filter_map(|v| v.parse::<usize>().ok()).sum())
+                    .unwrap_or(0);
+                seen.fetch_max(depth, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Ok(Self { peak })
+    }
+
+    fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    fn reset(&self) {
+        self.peak.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Sets the payment breaker open, as five charges failing in a row would.
+async fn open_breaker(stack: &LocalStack) -> Result<(), Error> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    aws_sdk_dynamodb::Client::new(&stack.sdk)
+        .put_item()
+        .table_name(stack.stack.table("RequestsTable"))
+        .item("pk", AttributeValue::S("BREAKER#payments".into()))
+        .item("sk", AttributeValue::S("BREAKER".into()))
+        .item("state", AttributeValue::S("open".into()))
+        .item("version", AttributeValue::N("1".into()))
+        .item("since_ms", AttributeValue::N(now_ms.to_string()))
+        .send()
+        .await?;
+    Ok(())
 }

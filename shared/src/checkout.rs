@@ -191,13 +191,30 @@ impl Checkout {
         }
     }
 
-    /// Refuses while the payment provider's breaker is open: from memory for
-    /// all but one request per container every second or two.
-    async fn payments_accepted(&self) -> Result<(), CheckoutError> {
-        self.breaker
-            .accepting()
-            .await
-            .map_err(|retry_after| CheckoutError::PaymentUnavailable { retry_after })
+    /// While the payment provider's breaker is open nothing is reserved: the
+    /// breaker's state comes from memory for all but one request per
+    /// container every 1.5 s. A retry of a request that was accepted before
+    /// still gets its 202 (this container's memory, else one read of its
+    /// idempotency record); anything else is 503 `payment_unavailable`.
+    async fn payments_accepted<T>(
+        &self,
+        attempt: &Attempt<T>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Outcome>, CheckoutError> {
+        let Err(retry_after) = self.breaker.accepting().await else {
+            return Ok(None);
+        };
+        if let Some(earlier) = self.remembered(attempt, now) {
+            return Ok(Some(earlier));
+        }
+        match self.requests.lookup(&attempt.request_key()).await {
+            Ok(Some(earlier)) => return earlier_answer(earlier).map(Some),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "idempotency lookup failed while payments are unavailable")
+            }
+        }
+        Err(CheckoutError::PaymentUnavailable { retry_after })
     }
 
     /// Now, on this checkout's clock: read once per request.
@@ -222,7 +239,9 @@ impl Checkout {
         for line in &cart.items {
             self.throttled_recently(&attempt.user, &line.sku, now)?;
         }
-        self.payments_accepted().await?;
+        if let Some(earlier) = self.payments_accepted(attempt, now).await? {
+            return Ok(earlier);
+        }
         let skus: Vec<&str> = cart.items.iter().map(|l| l.sku.as_str()).collect();
         let products = self.catalog.get_many(&skus).await?;
         let (lines, total) = match price_cart(&cart.items, &products) {
@@ -295,7 +314,9 @@ impl Checkout {
             return self.remembered(attempt, now).ok_or(CheckoutError::SoldOut);
         }
         self.throttled_recently(&attempt.user, &sale.sku, now)?;
-        self.payments_accepted().await?;
+        if let Some(earlier) = self.payments_accepted(attempt, now).await? {
+            return Ok(earlier);
+        }
         let order = Order::new(
             &attempt.user,
             vec![line],

@@ -91,7 +91,19 @@ async fn an_outage_opens_the_breaker_checkouts_get_503_and_one_probe_closes_it()
         (503, "payment_unavailable")
     );
 
-    // the refusals cost no DynamoDB call but the state's read every 1.5 s
+    // a retry of a checkout accepted before the outage gets its 202 again
+    let replay = h
+        .checkout(
+            "u0",
+            "k",
+            &json!({"items": [{"sku": "MUG-1", "quantity": 1}], "payment_token": "tok_ok"}),
+        )
+        .await;
+    assert_eq!(replay.status, 202, "{}", replay.body);
+    assert_eq!(replay.body["order_id"], ids[0].as_str());
+
+    // the refusals reserve nothing: the state's read every 1.5 s, and each
+    // request's idempotency record, nothing else
     let container = h
         .checkout_container("CheckoutFunction", "open-breaker", &[])
         .with_clock(h.clock.clone());
@@ -115,7 +127,8 @@ async fn an_outage_opens_the_breaker_checkouts_get_503_and_one_probe_closes_it()
         );
     }
     let calls = h.dynamo_calls("open-breaker").await;
-    assert_eq!(calls.values().sum::<u64>(), 1, "{calls:?}");
+    assert_eq!(calls.get("GetItem"), Some(&51), "{calls:?}");
+    assert_eq!(calls.values().sum::<u64>(), 51, "{calls:?}");
 
     // the provider is back; after the open period one probe is let through,
     // and its success closes the breaker for everyone

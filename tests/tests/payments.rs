@@ -245,3 +245,19 @@ async fn an_order_whose_reservation_expired_is_never_charged() {
         Finalized::Missing
     );
 }
+
+/// `tok_slow` answers after 10 s, past the client's 3 s call timeout: the
+/// tries in between time out ("outcome unknown") or find the key in flight
+/// (409), and the first try after the provider decided gets its answer. One
+/// charge, and the order confirmed, in one finalizer invocation.
+#[tokio::test]
+async fn a_provider_slower_than_the_call_timeout_still_charges_once() {
+    let h = Harness::new().await;
+    h.product("MUG-1", "kitchen", 1200, 10).await;
+    let id = buy(&h, "alice", "k-1", "MUG-1", 1, "tok_slow").await;
+    assert_eq!(
+        finalize(&h.finalizer(&[]), &id).await.unwrap(),
+        Finalized::Settled(OrderStatus::Confirmed)
+    );
+    assert_eq!(h.sandbox().charges_for(&id), 1);
+}

@@ -122,10 +122,10 @@ async fn an_order_written_without_its_queue_message_is_finalized() {
         panic!("the send should have failed");
     };
     assert_eq!(h.finalize_queued().await.received, 0);
-    // a minute on, nothing yet: it may be on its way
-    h.clock.advance(chrono::Duration::minutes(1));
+    // three minutes on, nothing yet: it may be waiting out a visibility timeout
+    h.clock.advance(chrono::Duration::minutes(3));
     assert_eq!(sweep(&sweeper(&h)).await.unwrap().redriven, 0);
-    h.clock.advance(chrono::Duration::minutes(2));
+    h.clock.advance(chrono::Duration::minutes(1));
     assert_eq!(sweep(&sweeper(&h)).await.unwrap().redriven, 1);
     assert_eq!(h.finalize_queued().await.deleted, 1);
     assert_eq!(status(&h, "alice", &order_id).await, "confirmed");
@@ -154,5 +154,83 @@ async fn an_attempted_charge_is_never_expired_under_it_but_settled_by_the_finali
     // the outcome is unknown, so the same key may go out: one charge, confirmed
     finalize(&deps, &id).await.unwrap();
     assert_eq!(status(&h, "alice", &id).await, "confirmed");
+    assert_eq!(h.sandbox().charges_for(&id), 1);
+}
+
+async fn pending_order(h: &Harness) -> String {
+    h.product("MUG-1", "kitchen", 1200, 10).await;
+    let a = h
+        .checkout(
+            "alice",
+            "k",
+            &json!({"items": [{"sku": "MUG-1", "quantity": 1}], "payment_token": "tok_ok"}),
+        )
+        .await;
+    a.body["order_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn attempts_that_never_reached_the_provider_expire_once_no_charge_can_follow() {
+    let h = Harness::new().await;
+    let id = pending_order(&h).await;
+    // the provider is down for the finalizer's whole try: an attempt, no charge
+    h.sandbox().set_mode(flashcart_local::sandbox::Mode {
+        down: true,
+        failure_rate: 0.0,
+    });
+    let fast = [
+        ("PAYMENT_CALL_TIMEOUT_MS", "200"),
+        ("PAYMENT_DEADLINE_MS", "500"),
+    ];
+    assert!(finalize(&h.finalizer(&fast), &id).await.is_err());
+    h.sandbox()
+        .set_mode(flashcart_local::sandbox::Mode::default());
+    // inside the grace after expiry the same key may still go out: no expiry
+    h.clock.advance(chrono::Duration::minutes(20));
+    assert_eq!(sweep(&sweeper(&h)).await.unwrap().expired, 0);
+    assert_eq!(h.stock("MUG-1").await, 9);
+    // past it, the provider is asked: it never charged, so the stock comes back
+    h.clock.advance(chrono::Duration::minutes(8));
+    let swept = sweep(&sweeper(&h)).await.unwrap();
+    assert_eq!(swept.reconciled, 1, "{swept:?}");
+    assert_eq!(status(&h, "alice", &id).await, "expired");
+    assert_eq!(h.stock("MUG-1").await, 10);
+    // and a redrive days later charges nothing
+    h.clock.advance(chrono::Duration::days(3));
+    finalize(&h.finalizer(&[]), &id).await.unwrap();
+    assert_eq!(h.sandbox().charges_for(&id), 0);
+}
+
+#[tokio::test]
+async fn a_charge_whose_result_was_lost_is_settled_from_the_providers_record() {
+    let h = Harness::new().await;
+    let id = pending_order(&h).await;
+    // a finalizer records its attempt and charges, then dies; no webhook comes
+    let deps = h.finalizer(&[]);
+    let shared::store::payments::Begin::Charge(o) =
+        deps.payments().begin_charge(&id, h.now()).await.unwrap()
+    else {
+        panic!("chargeable");
+    };
+    let config =
+        shared::config::PaymentConfig::from_source(&h.env_of("OrderFinalizerFunction")).unwrap();
+    shared::payments::provider::Provider::new(config.provider)
+        .unwrap()
+        .charge(&shared::payments::provider::ChargeRequest {
+            order_id: &id,
+            amount: &o.total,
+            source: &o.payment_token,
+        })
+        .await
+        .unwrap();
+    // its message is lost too (say, redriven from the DLQ days later)
+    h.clock.advance(chrono::Duration::minutes(28));
+    let swept = sweep(&sweeper(&h)).await.unwrap();
+    assert_eq!(swept.reconciled, 1, "{swept:?}");
+    assert_eq!(status(&h, "alice", &id).await, "confirmed");
+    assert_eq!(h.stock("MUG-1").await, 9);
+    assert_eq!(h.sandbox().charges_for(&id), 1);
+    h.clock.advance(chrono::Duration::days(3));
+    finalize(&deps, &id).await.unwrap();
     assert_eq!(h.sandbox().charges_for(&id), 1);
 }

@@ -155,12 +155,27 @@ pub async fn finalize(deps: &Deps, order_id: &str) -> Result<Finalized, Retry> {
     if let Permit::Refuse { retry_after } = permit {
         return Err(Retry::CircuitOpen { retry_after });
     }
+    let charged = charge(deps, order_id, permit).await;
+    if !matches!(charged, Ok(Charged::Sent(_))) {
+        // an elected probe that found nothing to send goes back at once
+        deps.breaker.release(permit).await;
+    }
+    match charged? {
+        Charged::Sent(done) | Charged::NotSent(done) => Ok(done),
+    }
+}
+
+/// Whether a charge went out for this message.
+enum Charged {
+    Sent(Finalized),
+    NotSent(Finalized),
+}
+
+async fn charge(deps: &Deps, order_id: &str, permit: Permit) -> Result<Charged, Retry> {
     let now = deps.clock.now();
-    // an elected probe that finds nothing to charge is abandoned: another
-    // caller may probe once it times out
     let order = match deps.payments.begin_charge(order_id, now).await? {
-        Begin::Missing => return Ok(Finalized::Missing),
-        Begin::Closed(_) => return Ok(Finalized::Closed),
+        Begin::Missing => return Ok(Charged::NotSent(Finalized::Missing)),
+        Begin::Closed(_) => return Ok(Charged::NotSent(Finalized::Closed)),
         Begin::Settled(order) => {
             // a crash between paid and confirmed: finish it
             if let (OrderStatus::Paid, Some(payment_id)) = (order.status, order.payment_id.clone())
@@ -169,9 +184,9 @@ pub async fn finalize(deps: &Deps, order_id: &str) -> Result<Finalized, Retry> {
                     .payments
                     .apply(order, &Fact::Succeeded { payment_id }, now)
                     .await?;
-                return Ok(Finalized::Settled(applied.after));
+                return Ok(Charged::NotSent(Finalized::Settled(applied.after)));
             }
-            return Ok(Finalized::Settled(order.status));
+            return Ok(Charged::NotSent(Finalized::Settled(order.status)));
         }
         Begin::Charge(order) => order,
     };
@@ -186,10 +201,11 @@ pub async fn finalize(deps: &Deps, order_id: &str) -> Result<Finalized, Retry> {
     // the provider answered (a decision, or a refusal of our request) or not
     let answered = !matches!(result, Err(ProviderError::Unavailable { .. }));
     deps.breaker.record(permit, answered).await;
-    let outcome = result?;
-    let fact = match outcome {
-        ChargeOutcome::Succeeded { payment_id } => Fact::Succeeded { payment_id },
-        ChargeOutcome::Declined { code, .. } => Fact::Failed { code },
+    let fact = match result {
+        Ok(ChargeOutcome::Succeeded { payment_id }) => Fact::Succeeded { payment_id },
+        Ok(ChargeOutcome::Declined { code, .. }) => Fact::Failed { code },
+        // the probe was reported: not Charged::NotSent, which would give it back
+        Err(e) => return Err(e.into()),
     };
     let applied = deps.payments.apply(order, &fact, deps.clock.now()).await?;
     if let Some(why) = applied.unchanged {
@@ -199,5 +215,5 @@ pub async fn finalize(deps: &Deps, order_id: &str) -> Result<Finalized, Retry> {
             "the charge's outcome did not move the order"
         );
     }
-    Ok(Finalized::Settled(applied.after))
+    Ok(Charged::Sent(Finalized::Settled(applied.after)))
 }

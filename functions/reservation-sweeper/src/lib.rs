@@ -4,9 +4,14 @@
 //! - pending, never attempted, reservation run out: `expired`, the stock
 //!   released in the same conditional transaction as the status, so two
 //!   sweepers at once (or a sweeper and a late finalizer) release it once;
-//! - pending and untouched for [`STUCK`] (written without its queue message,
-//!   or its message lost or in the DLQ): its id is sent to the finalizer
-//!   again, which decides by the order's state whether a charge may go out;
+//! - pending with an attempt whose outcome we never learnt (a timeout, a
+//!   finalizer that died, a lost webhook), once no charge may be sent or be
+//!   in flight: the provider is asked what it did for the order, and the
+//!   order settles by its answer (paid -> confirmed, declined ->
+//!   payment_failed, nothing -> expired with its stock back);
+//! - pending, still chargeable, and untouched for [`STUCK`] (written without
+//!   its queue message, its message lost or in the DLQ): its id is sent to
+//!   the finalizer again, which decides by the order's state;
 //! - `paid` and untouched for [`STUCK`] (a crash between `paid` and
 //!   `confirmed`): confirmed.
 //!
@@ -16,17 +21,20 @@
 use futures_util::StreamExt;
 use serde::Serialize;
 use shared::clock::{SharedClock, system};
-use shared::config::{ConfigError, Source, Tables};
+use shared::config::{ConfigError, PaymentConfig, Source};
 use shared::domain::order::{Order, OrderStatus, RESERVATION_MINUTES};
 use shared::domain::payment::Fact;
+use shared::payments::provider::{ChargeOutcome, Provider, ProviderError};
 use shared::queue::OrderQueue;
 use shared::store::StoreError;
 use shared::store::orders::OrderStore;
-use shared::store::payments::PaymentStore;
+use shared::store::payments::{PaymentStore, chargeable, reconcilable};
 
 pub const FUNCTION: &str = "reservation-sweeper";
-/// An order nothing moved for this long is re-driven (or confirmed).
-pub const STUCK: chrono::Duration = chrono::Duration::minutes(2);
+/// An order nothing moved for this long is re-driven (or confirmed): longer
+/// than the queue's visibility timeout (180 s), so a message that is only
+/// waiting to be retried is not doubled.
+pub const STUCK: chrono::Duration = chrono::Duration::minutes(4);
 /// Orders read per index partition per run; the rest wait a minute.
 const PER_PARTITION: i32 = 100;
 /// Orders handled at once.
@@ -35,6 +43,7 @@ const CONCURRENCY: usize = 8;
 pub struct Deps {
     orders: OrderStore,
     payments: PaymentStore,
+    provider: Provider,
     queue: OrderQueue,
     clock: SharedClock,
 }
@@ -44,7 +53,12 @@ impl Deps {
         src: &dyn Source,
         sdk: &shared::aws::SdkConfig,
     ) -> Result<Self, ConfigError> {
-        let tables = Tables::from_source(src)?;
+        let config = PaymentConfig::from_source(src)?;
+        let tables = config.tables;
+        let provider = Provider::new(config.provider).map_err(|e| ConfigError::Invalid {
+            name: "PAYMENT_PROVIDER_URL",
+            reason: e.to_string(),
+        })?;
         let queue_url = src
             .get("ORDER_QUEUE_URL")
             .filter(|u| !u.trim().is_empty())
@@ -53,6 +67,7 @@ impl Deps {
         Ok(Self {
             orders: OrderStore::new(dynamo.clone(), &tables.orders),
             payments: PaymentStore::new(dynamo, &tables),
+            provider,
             queue: OrderQueue::new(shared::aws::sqs(sdk), queue_url),
             clock: system(),
         })
@@ -70,6 +85,8 @@ pub struct Swept {
     pub expired: usize,
     pub redriven: usize,
     pub confirmed: usize,
+    /// Attempted orders settled by asking the provider.
+    pub reconciled: usize,
     /// Orders that failed this run (logged); the next run tries again.
     pub errors: usize,
 }
@@ -81,12 +98,15 @@ pub enum SweepError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] shared::queue::QueueError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
 }
 
 enum Done {
     Expired,
     Redriven,
     Confirmed,
+    Reconciled,
     Nothing,
 }
 
@@ -135,6 +155,7 @@ pub async fn sweep(deps: &Deps) -> Result<Swept, StoreError> {
             Ok(Done::Expired) => swept.expired += 1,
             Ok(Done::Redriven) => swept.redriven += 1,
             Ok(Done::Confirmed) => swept.confirmed += 1,
+            Ok(Done::Reconciled) => swept.reconciled += 1,
             Ok(Done::Nothing) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "an order was not swept; the next run tries again");
@@ -167,7 +188,12 @@ async fn settle(
                 Ok(Done::Nothing)
             }
         }
-        OrderStatus::PendingPayment if untouched => redrive(deps, &order).await,
+        OrderStatus::PendingPayment if reconcilable(&order, now) => {
+            reconcile(deps, order, now).await
+        }
+        OrderStatus::PendingPayment if untouched && chargeable(&order, now) => {
+            redrive(deps, &order).await
+        }
         OrderStatus::Paid if untouched => {
             let Some(payment_id) = order.payment_id.clone() else {
                 return Ok(Done::Nothing);
@@ -184,6 +210,34 @@ async fn settle(
         }
         _ => Ok(Done::Nothing),
     }
+}
+
+/// An attempted order no charge can be sent for any more: the provider's
+/// own record decides it.
+async fn reconcile(
+    deps: &Deps,
+    order: Order,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Done, SweepError> {
+    let fact = match deps.provider.find(&order.order_id).await? {
+        Some(ChargeOutcome::Succeeded { payment_id }) => Fact::Succeeded { payment_id },
+        Some(ChargeOutcome::Declined { code, .. }) => Fact::Failed { code },
+        None => {
+            let expired = deps.payments.expire_unsent(&order, now).await?;
+            tracing::warn!(order_id = %order.order_id, expired, "no charge reached the provider; reservation expired");
+            return Ok(if expired {
+                Done::Reconciled
+            } else {
+                Done::Nothing
+            });
+        }
+    };
+    let applied = deps.payments.apply(order, &fact, now).await?;
+    tracing::warn!(
+        status = applied.after.as_str(),
+        "an attempt's outcome learnt from the provider"
+    );
+    Ok(Done::Reconciled)
 }
 
 async fn redrive(deps: &Deps, order: &Order) -> Result<Done, SweepError> {

@@ -196,6 +196,15 @@ impl LocalStack {
         Ok(out)
     }
 
+    /// A function's resolved environment, as a configuration source.
+    pub fn template_env(
+        &self,
+        function: &str,
+    ) -> Result<impl Fn(&str) -> Option<String> + use<>, Error> {
+        let env = self.template.function_env(function, &self.stack)?;
+        Ok(move |k: &str| env.get(k).cloned())
+    }
+
     /// The poller that feeds `function`.
     pub fn poller(&self, function: &str) -> Option<pollers::QueuePoller> {
         let handler = self.functions.sqs.get(function)?;

@@ -52,6 +52,9 @@ pub struct Charge {
     pub currency: String,
     /// `succeeded`, `declined` or `refunded`.
     pub status: String,
+    /// A decline's code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 /// Failure injection: the whole provider down, or failing a share of calls.
@@ -126,7 +129,7 @@ impl Sandbox {
 
 pub fn router(sandbox: Arc<Sandbox>) -> Router {
     Router::new()
-        .route("/v1/charges", post(charge))
+        .route("/v1/charges", post(charge).get(list_charges))
         .route("/v1/refunds", post(refund))
         .route("/charges", get(ledger))
         .route("/_sandbox/mode", post(set_mode).get(get_mode))
@@ -174,12 +177,7 @@ async fn charge(
     if mode.down || (mode.failure_rate > 0.0 && fastrand::f64() < mode.failure_rate) {
         return unavailable();
     }
-    let authorized = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|k| k == s.api_key.expose_secret());
-    if !authorized {
+    if !authorized(&s, &headers) {
         return error(
             StatusCode::UNAUTHORIZED,
             "authentication_error",
@@ -263,6 +261,22 @@ async fn charge(
             }
         }
     }
+    // the charge runs in a task of its own: a client that gives up (its call
+    // timeout) drops this handler, and must not leave the key in flight
+    let decided = tokio::spawn(decide(s.clone(), req, key)).await;
+    match decided {
+        Ok((status, answer)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            (status, Json(answer)).into_response()
+        }
+        Err(_) => unavailable(),
+    }
+}
+
+/// Makes (or declines) the charge, records it under its key and in the
+/// ledger, and sends the webhook.
+async fn decide(s: Arc<Sandbox>, req: ChargeBody, key: String) -> (u16, Value) {
+    let fingerprint: Value = json!([req.amount, req.currency, req.source, req.order_id]);
     if req.source == "tok_slow" {
         tokio::time::sleep(SLOW).await;
     }
@@ -300,6 +314,7 @@ async fn charge(
             "declined"
         }
         .into(),
+        code: event.1.map(|(code, _)| code.to_owned()),
     };
     if let Ok(mut ledger) = s.ledger.lock() {
         ledger.push(charge.clone());
@@ -308,8 +323,7 @@ async fn charge(
         keys.insert(key, (fingerprint, Keyed::Done(status, answer.clone())));
     }
     webhook(&s, event.0, &charge, event.1);
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    (status, Json(answer)).into_response()
+    (status, answer)
 }
 
 #[derive(Deserialize)]
@@ -341,6 +355,44 @@ async fn refund(State(s): State<Arc<Sandbox>>, Json(req): Json<RefundBody>) -> R
             "No succeeded charge has this id.",
         ),
     }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    order_id: String,
+}
+
+/// `GET /v1/charges?order_id=`: what a provider's charge search answers.
+async fn list_charges(
+    State(s): State<Arc<Sandbox>>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+) -> Response {
+    if s.mode().down {
+        return unavailable();
+    }
+    if !authorized(&s, &headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid_api_key",
+            "Invalid API key.",
+        );
+    }
+    let data: Vec<Charge> = s
+        .ledger()
+        .into_iter()
+        .filter(|c| c.order_id == q.order_id)
+        .collect();
+    Json(json!({ "data": data })).into_response()
+}
+
+fn authorized(s: &Sandbox, headers: &HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|k| k == s.api_key.expose_secret())
 }
 
 async fn ledger(State(s): State<Arc<Sandbox>>) -> Json<Value> {

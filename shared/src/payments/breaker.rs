@@ -256,6 +256,26 @@ impl Breaker {
         }
     }
 
+    /// Gives back a probe that was not sent (the caller found nothing to
+    /// charge): open again with its period already over, so the next caller
+    /// is elected at once instead of everyone waiting out `probe_timeout`.
+    pub async fn release(&self, permit: Permit) {
+        let Permit::Probe { version } = permit else {
+            return;
+        };
+        let now = self.clock.now();
+        let s = Shared {
+            state: State::Open,
+            version: version + 1,
+            since: now - self.settings.open_for,
+        };
+        match self.write(version, s).await {
+            Ok(true) => self.remember(s, now),
+            Ok(false) => self.lock().cached = None,
+            Err(e) => tracing::warn!(error = %e, "circuit breaker probe not given back"),
+        }
+    }
+
     /// closed -> open, unless another container changed it first.
     async fn open(&self, now: DateTime<Utc>) {
         let read = self.shared(now).await;

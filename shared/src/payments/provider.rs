@@ -4,7 +4,9 @@
 //! `POST {base}/v1/charges` with `Authorization: Bearer <key>`,
 //! `Idempotency-Key: <order_id>` and `{amount, currency, source, order_id}`;
 //! 200 `{id, status: "succeeded"}`; 402 `{error: {code, message}}` for a
-//! decline; 409 while a request with the same key is in flight.
+//! decline; 409 while a request with the same key is in flight. And
+//! `GET {base}/v1/charges?order_id=<id>`: the charges the provider made for an
+//! order, which settles an attempt whose outcome we never learnt.
 //!
 //! Every call has a timeout. 5xx, 429, 409, timeouts and connection errors
 //! are retried with exponential backoff and full jitter until the deadline:
@@ -32,7 +34,8 @@ pub struct ProviderConfig {
 
 impl ProviderConfig {
     /// 3 s a call, 20 s a charge (the finalizer's timeout is 30 s), waits of
-    /// up to 0.1, 0.2, 0.4, ... 2 s between tries.
+    /// up to 0.1, 0.2, 0.4, ... 2 s between tries: the deadline, not the
+    /// count, ends the tries (a provider still deciding answers 409 at once).
     pub fn new(base_url: impl Into<String>, api_key: Secret) -> Self {
         Self {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
@@ -40,7 +43,7 @@ impl ProviderConfig {
             call_timeout: Duration::from_secs(3),
             deadline: Duration::from_secs(20),
             backoff: Backoff {
-                attempts: 8,
+                attempts: 30,
                 base: Duration::from_millis(100),
                 cap: Duration::from_secs(2),
             },
@@ -97,6 +100,19 @@ struct Charged {
 }
 
 #[derive(Deserialize)]
+struct ChargeList {
+    data: Vec<Listed>,
+}
+
+#[derive(Deserialize)]
+struct Listed {
+    id: String,
+    status: String,
+    #[serde(default)]
+    code: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct ErrorBody {
     error: ErrorDetail,
 }
@@ -149,6 +165,55 @@ impl Provider {
             tokio::time::sleep(wait).await;
         }
         Err(ProviderError::Unavailable { tries, last })
+    }
+
+    /// What the provider did for `order_id`, if anything: a succeeded (or
+    /// since refunded) charge, else a decline, else `None`. One call; the
+    /// sweeper asks again next minute if it fails.
+    pub async fn find(&self, order_id: &str) -> Result<Option<ChargeOutcome>, ProviderError> {
+        let unavailable = |last: String| ProviderError::Unavailable { tries: 1, last };
+        let response = self
+            .http
+            .get(format!("{}/v1/charges", self.config.base_url))
+            .query(&[("order_id", order_id)])
+            .bearer_auth(self.config.api_key.expose_secret())
+            .send()
+            .await
+            .map_err(|e| unavailable(without_url(e)))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(
+                if (400..500).contains(&status) && status != 409 && status != 429 {
+                    ProviderError::Refused {
+                        status,
+                        message: "listing charges".into(),
+                    }
+                } else {
+                    unavailable(format!("status {status}"))
+                },
+            );
+        }
+        let list: ChargeList = response
+            .json()
+            .await
+            .map_err(|e| unavailable(format!("an unreadable list: {}", without_url(e))))?;
+        if let Some(paid) = list
+            .data
+            .iter()
+            .find(|c| c.status == "succeeded" || c.status == "refunded")
+        {
+            return Ok(Some(ChargeOutcome::Succeeded {
+                payment_id: paid.id.clone(),
+            }));
+        }
+        Ok(list
+            .data
+            .into_iter()
+            .next()
+            .map(|declined| ChargeOutcome::Declined {
+                code: declined.code.unwrap_or_else(|| "declined".into()),
+                reason: String::new(),
+            }))
     }
 
     async fn try_once(&self, req: &ChargeRequest<'_>) -> Try {

@@ -18,11 +18,33 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, Duration, Utc};
 
-/// How long after its first attempt a charge may still be sent with the same
-/// key: under the provider's 24 hours of key retention, so a retry can never
-/// become a second charge. After it, only the provider's webhook settles the
-/// order.
-pub const CHARGE_WINDOW: Duration = Duration::hours(23);
+/// How long after its reservation expired an attempted charge may still be
+/// sent again with the same key (its outcome unknown): 25 minutes after the
+/// order at most, far inside the provider's 24 hours of key retention, so a
+/// retry can only ever return the first charge. After it no charge is sent;
+/// the sweeper asks the provider what happened ([`reconcilable`]).
+pub const CHARGE_GRACE: Duration = Duration::minutes(10);
+/// Time for a charge sent at the end of the grace to finish (its deadline is
+/// 20 s, the finalizer's timeout 30 s) before the provider is asked.
+pub const SETTLE: Duration = Duration::minutes(2);
+
+/// Whether an attempted order's outcome can be asked of the provider: no
+/// charge can be in flight or sent any more.
+pub fn reconcilable(order: &Order, now: DateTime<Utc>) -> bool {
+    order.status == OrderStatus::PendingPayment
+        && order.charge_started_at.is_some()
+        && order.expires_at + CHARGE_GRACE + SETTLE <= now
+}
+
+/// Whether the finalizer may still send a charge for the order.
+pub fn chargeable(order: &Order, now: DateTime<Utc>) -> bool {
+    order.status == OrderStatus::PendingPayment
+        && if order.charge_started_at.is_some() {
+            order.expires_at + CHARGE_GRACE > now
+        } else {
+            order.expires_at > now
+        }
+}
 
 /// Times one fact is re-read and re-tried when another writer moved the order
 /// between our read and our write.
@@ -36,8 +58,8 @@ pub enum Begin {
     /// Settled already (paid, confirmed, failed, expired, refunded).
     Settled(Order),
     /// Still pending, but no charge may be sent: the reservation expired
-    /// before any attempt (the sweeper releases it), or the first attempt is
-    /// older than [`CHARGE_WINDOW`] (the webhook or a person settles it).
+    /// before any attempt (the sweeper releases it), or more than
+    /// [`CHARGE_GRACE`] ago after one (the sweeper asks the provider).
     Closed(Order),
     Missing,
 }
@@ -85,11 +107,11 @@ impl PaymentStore {
         .await
     }
 
-    /// Records an attempt if a charge may be sent: the order is pending, and
-    /// either its reservation holds and no attempt was made, or the first
-    /// attempt is within [`CHARGE_WINDOW`]. One conditional write decides,
-    /// so the sweeper's expiry (which requires no attempt) and this cannot
-    /// both win.
+    /// Records an attempt if a charge may be sent ([`chargeable`]): the order
+    /// is pending, and either its reservation holds and no attempt was made,
+    /// or one was and the reservation expired less than [`CHARGE_GRACE`] ago.
+    /// One conditional write decides, so the sweeper's expiry (which requires
+    /// no attempt, or the grace and [`SETTLE`] over) and this cannot both win.
     pub async fn begin_charge(
         &self,
         order_id: &str,
@@ -103,7 +125,7 @@ impl PaymentStore {
             )
             .condition_expression(
                 "#status = :pending AND ((attribute_not_exists(#started) AND #expires > :now) \
-                 OR #started > :cutoff)",
+                 OR (attribute_exists(#started) AND #expires > :cutoff))",
             )
             .expression_attribute_names("#attempts", "charge_attempts")
             .expression_attribute_names("#started", "charge_started_at")
@@ -112,7 +134,7 @@ impl PaymentStore {
             .expression_attribute_values(":zero", number_attr(0))
             .expression_attribute_values(":one", number_attr(1))
             .expression_attribute_values(":pending", status(OrderStatus::PendingPayment))
-            .expression_attribute_values(":cutoff", string_attr(ts::format(&(now - CHARGE_WINDOW))))
+            .expression_attribute_values(":cutoff", string_attr(ts::format(&(now - CHARGE_GRACE))))
             .expression_attribute_values(":now", string_attr(ts::format(&now)))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -194,6 +216,30 @@ impl PaymentStore {
             .expression_attribute_names("#started", "charge_started_at")
             .expression_attribute_names("#expires", "expires_at")
             .expression_attribute_values(":from", status(OrderStatus::PendingPayment))
+            .build()?;
+        self.commit_with_release(order, update).await
+    }
+
+    /// Expires a pending order whose charge attempts the provider says never
+    /// reached it, once no charge can be sent or in flight any more
+    /// ([`reconcilable`]), releasing its stock in the same transaction.
+    pub async fn expire_unsent(
+        &self,
+        order: &Order,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let update = self
+            .status_update(order, OrderStatus::Expired, now)
+            .condition_expression(
+                "#status = :from AND attribute_exists(#started) AND #expires <= :settled",
+            )
+            .expression_attribute_names("#started", "charge_started_at")
+            .expression_attribute_names("#expires", "expires_at")
+            .expression_attribute_values(":from", status(OrderStatus::PendingPayment))
+            .expression_attribute_values(
+                ":settled",
+                string_attr(ts::format(&(now - CHARGE_GRACE - SETTLE))),
+            )
             .build()?;
         self.commit_with_release(order, update).await
     }
