@@ -35,8 +35,9 @@ pub const FUNCTION: &str = "reservation-sweeper";
 /// than the queue's visibility timeout (180 s), so a message that is only
 /// waiting to be retried is not doubled.
 pub const STUCK: chrono::Duration = chrono::Duration::minutes(4);
-/// Orders read per index partition per run; the rest wait a minute.
-const PER_PARTITION: i32 = 100;
+/// Orders read per index partition per run (64 partitions: up to 19,200
+/// orders of one status a minute); the rest wait for the next run.
+const PER_PARTITION: usize = 300;
 /// Orders handled at once.
 const CONCURRENCY: usize = 8;
 

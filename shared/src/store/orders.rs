@@ -12,6 +12,8 @@ use futures_util::StreamExt;
 
 /// Index partitions read at once by [`OrderStore::due`].
 const PARTITIONS_AT_ONCE: usize = 8;
+/// Items per Query page of [`OrderStore::due`].
+const PAGE: usize = 100;
 
 #[derive(Clone, Debug)]
 pub struct OrderStore {
@@ -37,37 +39,54 @@ impl OrderStore {
     }
 
     /// Ids of orders in `status` whose reservation expires at or before
-    /// `before`, at most `limit` from each index partition (one Query per
-    /// partition of the status, a few at a time): what the sweeper walks.
+    /// `before`, oldest first, at most `limit` from each index partition
+    /// (Queries of up to 100 items per page, following `LastEvaluatedKey`; a
+    /// few partitions at a time): what the sweeper walks.
     pub async fn due(
         &self,
         status: OrderStatus,
         before: DateTime<Utc>,
-        limit: i32,
+        limit: usize,
     ) -> Result<Vec<String>, StoreError> {
         let before = ts::format(&before);
-        let queries = keys::status_partitions(status)
+        let reads = keys::status_partitions(status)
             .into_iter()
-            .map(|partition| {
-                self.client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(keys::BY_STATUS)
-                    .key_condition_expression("#p = :p AND #s <= :before")
-                    .expression_attribute_names("#p", GSI1PK)
-                    .expression_attribute_names("#s", GSI1SK)
-                    .expression_attribute_values(":p", string_attr(partition))
-                    .expression_attribute_values(":before", string_attr(before.clone()))
-                    .limit(limit)
-                    .send()
-            });
-        let pages: Vec<_> = futures_util::stream::iter(queries)
+            .map(|partition| self.due_in(partition, before.clone(), limit));
+        let pages: Vec<_> = futures_util::stream::iter(reads)
             .buffer_unordered(PARTITIONS_AT_ONCE)
             .collect()
             .await;
         let mut ids = Vec::new();
         for page in pages {
-            let page = page.map_err(|e| StoreError::dynamo("Query", &e))?;
+            ids.extend(page?);
+        }
+        Ok(ids)
+    }
+
+    async fn due_in(
+        &self,
+        partition: String,
+        before: String,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(keys::BY_STATUS)
+                .key_condition_expression("#p = :p AND #s <= :before")
+                .expression_attribute_names("#p", GSI1PK)
+                .expression_attribute_names("#s", GSI1SK)
+                .expression_attribute_values(":p", string_attr(partition.clone()))
+                .expression_attribute_values(":before", string_attr(before.clone()))
+                .limit(i32::try_from((limit - ids.len()).min(PAGE)).unwrap_or(PAGE as i32))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::dynamo("Query", &e))?;
             for item in page.items.unwrap_or_default() {
                 let id = item
                     .get(PK)
@@ -76,7 +95,10 @@ impl OrderStore {
                     .ok_or_else(|| StoreError::Corrupt("an order index entry".into()))?;
                 ids.push(id.to_owned());
             }
+            start = page.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() || ids.len() >= limit {
+                return Ok(ids);
+            }
         }
-        Ok(ids)
     }
 }
