@@ -189,8 +189,14 @@ async fn attempts_that_never_reached_the_provider_expire_once_no_charge_can_foll
     h.clock.advance(chrono::Duration::minutes(20));
     assert_eq!(sweep(&sweeper(&h)).await.unwrap().expired, 0);
     assert_eq!(h.stock("MUG-1").await, 9);
-    // past it, the provider is asked: it never charged, so the stock comes back
+    // past it, the provider is asked: no charge. Its search may lag, so
+    // once is not enough...
     h.clock.advance(chrono::Duration::minutes(8));
+    let swept = sweep(&sweeper(&h)).await.unwrap();
+    assert_eq!((swept.reconciled, swept.expired), (0, 0), "{swept:?}");
+    assert_eq!(h.stock("MUG-1").await, 9);
+    // ...the same answer 5 minutes later is: the stock comes back
+    h.clock.advance(chrono::Duration::minutes(5));
     let swept = sweep(&sweeper(&h)).await.unwrap();
     assert_eq!(swept.reconciled, 1, "{swept:?}");
     assert_eq!(status(&h, "alice", &id).await, "expired");
@@ -233,4 +239,40 @@ async fn a_charge_whose_result_was_lost_is_settled_from_the_providers_record() {
     h.clock.advance(chrono::Duration::days(3));
     finalize(&deps, &id).await.unwrap();
     assert_eq!(h.sandbox().charges_for(&id), 1);
+}
+
+#[tokio::test]
+async fn while_the_provider_is_failing_nothing_is_re_driven_and_expiries_go_on() {
+    let h = Harness::new().await;
+    let stuck = pending_order(&h).await;
+    // the breaker opens, as five charges failed after their retries would open it
+    h.sandbox().set_mode(flashcart_local::sandbox::Mode {
+        down: true,
+        failure_rate: 0.0,
+    });
+    let fast = [
+        ("PAYMENT_CALL_TIMEOUT_MS", "100"),
+        ("PAYMENT_DEADLINE_MS", "200"),
+    ];
+    let finalizer = h.finalizer(&fast);
+    for i in 0..5 {
+        let a = h
+            .checkout(
+                &format!("b{i}"),
+                "k",
+                &json!({"items": [{"sku": "MUG-1", "quantity": 1}], "payment_token": "tok_ok"}),
+            )
+            .await;
+        let _ = finalize(&finalizer, a.body["order_id"].as_str().unwrap()).await;
+    }
+    // the first order is stuck (never attempted) but the provider is down: no
+    // message that the finalizer would only refuse
+    h.clock.advance(chrono::Duration::minutes(5));
+    let swept = sweep(&sweeper(&h)).await.unwrap();
+    assert_eq!(swept.redriven, 0, "{swept:?}");
+    // its reservation still expires on time, stock back
+    h.clock.advance(chrono::Duration::minutes(11));
+    let swept = sweep(&sweeper(&h)).await.unwrap();
+    assert!(swept.expired >= 1, "{swept:?}");
+    assert_eq!(status(&h, "alice", &stuck).await, "expired");
 }

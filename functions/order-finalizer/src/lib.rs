@@ -2,8 +2,8 @@
 //! message) and settles each order's payment (ADR 0018).
 //!
 //! For each order: record the attempt on the order (a conditional write that
-//! refuses once the order is settled, expired without an attempt, or past the
-//! provider's key retention), charge with `Idempotency-Key: <order_id>`, then
+//! refuses once the order is settled, expired without an attempt, or more
+//! than 10 minutes past its expiry after one), charge with `Idempotency-Key: <order_id>`, then
 //! apply the outcome as a payment fact: success -> `paid` -> `confirmed`;
 //! decline -> `payment_failed` with the stock released in the same
 //! transaction. A provider that does not decide fails the message back to SQS
@@ -155,8 +155,9 @@ pub async fn finalize(deps: &Deps, order_id: &str) -> Result<Finalized, Retry> {
     if let Permit::Refuse { retry_after } = permit {
         return Err(Retry::CircuitOpen { retry_after });
     }
-    let charged = charge(deps, order_id, permit).await;
-    if !matches!(charged, Ok(Charged::Sent(_))) {
+    let mut sent = false;
+    let charged = charge(deps, order_id, permit, &mut sent).await;
+    if !sent {
         // an elected probe that found nothing to send goes back at once
         deps.breaker.release(permit).await;
     }
@@ -171,7 +172,14 @@ enum Charged {
     NotSent(Finalized),
 }
 
-async fn charge(deps: &Deps, order_id: &str, permit: Permit) -> Result<Charged, Retry> {
+/// Sets `sent` once the provider was called (and the breaker told how it
+/// went), whatever happens after.
+async fn charge(
+    deps: &Deps,
+    order_id: &str,
+    permit: Permit,
+    sent: &mut bool,
+) -> Result<Charged, Retry> {
     let now = deps.clock.now();
     let order = match deps.payments.begin_charge(order_id, now).await? {
         Begin::Missing => return Ok(Charged::NotSent(Finalized::Missing)),
@@ -201,10 +209,10 @@ async fn charge(deps: &Deps, order_id: &str, permit: Permit) -> Result<Charged, 
     // the provider answered (a decision, or a refusal of our request) or not
     let answered = !matches!(result, Err(ProviderError::Unavailable { .. }));
     deps.breaker.record(permit, answered).await;
+    *sent = true;
     let fact = match result {
         Ok(ChargeOutcome::Succeeded { payment_id }) => Fact::Succeeded { payment_id },
         Ok(ChargeOutcome::Declined { code, .. }) => Fact::Failed { code },
-        // the probe was reported: not Charged::NotSent, which would give it back
         Err(e) => return Err(e.into()),
     };
     let applied = deps.payments.apply(order, &fact, deps.clock.now()).await?;

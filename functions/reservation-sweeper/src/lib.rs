@@ -24,7 +24,8 @@ use shared::clock::{SharedClock, system};
 use shared::config::{ConfigError, PaymentConfig, Source};
 use shared::domain::order::{Order, OrderStatus, RESERVATION_MINUTES};
 use shared::domain::payment::Fact;
-use shared::payments::provider::{ChargeOutcome, Provider, ProviderError};
+use shared::payments::breaker::{self, Breaker};
+use shared::payments::provider::{Found, Provider, ProviderError};
 use shared::queue::OrderQueue;
 use shared::store::StoreError;
 use shared::store::orders::OrderStore;
@@ -45,6 +46,10 @@ pub struct Deps {
     orders: OrderStore,
     payments: PaymentStore,
     provider: Provider,
+    /// Read only: while the provider is failing, orders are neither re-driven
+    /// (the finalizer would refuse them) nor reconciled (the provider cannot
+    /// answer), and expiries go on.
+    breaker: Breaker,
     queue: OrderQueue,
     clock: SharedClock,
 }
@@ -66,6 +71,13 @@ impl Deps {
             .ok_or(ConfigError::Missing("ORDER_QUEUE_URL"))?;
         let dynamo = shared::aws::dynamodb(sdk);
         Ok(Self {
+            breaker: Breaker::new(
+                dynamo.clone(),
+                &tables.requests,
+                breaker::PAYMENTS,
+                config.breaker,
+                system(),
+            ),
             orders: OrderStore::new(dynamo.clone(), &tables.orders),
             payments: PaymentStore::new(dynamo, &tables),
             provider,
@@ -75,6 +87,7 @@ impl Deps {
     }
 
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.breaker = self.breaker.with_clock(clock.clone());
         self.clock = clock;
         self
     }
@@ -144,9 +157,10 @@ pub async fn sweep(deps: &Deps) -> Result<Swept, StoreError> {
             PER_PARTITION,
         )
         .await?;
+    let provider_up = deps.breaker.accepting().await.is_ok();
     let results: Vec<Result<Done, SweepError>> =
         futures_util::stream::iter(pending.into_iter().chain(paid))
-            .map(|id| async move { settle(deps, &id, now).await })
+            .map(|id| async move { settle(deps, &id, now, provider_up).await })
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
@@ -171,6 +185,7 @@ async fn settle(
     deps: &Deps,
     order_id: &str,
     now: chrono::DateTime<chrono::Utc>,
+    provider_up: bool,
 ) -> Result<Done, SweepError> {
     // the index is eventually consistent: decide on the order itself
     let Some(order) = deps.payments.get(order_id).await? else {
@@ -189,10 +204,10 @@ async fn settle(
                 Ok(Done::Nothing)
             }
         }
-        OrderStatus::PendingPayment if reconcilable(&order, now) => {
+        OrderStatus::PendingPayment if reconcilable(&order, now) && provider_up => {
             reconcile(deps, order, now).await
         }
-        OrderStatus::PendingPayment if untouched && chargeable(&order, now) => {
+        OrderStatus::PendingPayment if untouched && chargeable(&order, now) && provider_up => {
             redrive(deps, &order).await
         }
         OrderStatus::Paid if untouched => {
@@ -214,30 +229,56 @@ async fn settle(
 }
 
 /// An attempted order no charge can be sent for any more: the provider's
-/// own record decides it.
+/// own record decides it. "No charge" must be its answer twice,
+/// `NOTHING_TWICE` apart (a search may lag), before the order expires.
 async fn reconcile(
     deps: &Deps,
     order: Order,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Done, SweepError> {
-    let fact = match deps.provider.find(&order.order_id).await? {
-        Some(ChargeOutcome::Succeeded { payment_id }) => Fact::Succeeded { payment_id },
-        Some(ChargeOutcome::Declined { code, .. }) => Fact::Failed { code },
-        None => {
-            let expired = deps.payments.expire_unsent(&order, now).await?;
-            tracing::warn!(order_id = %order.order_id, expired, "no charge reached the provider; reservation expired");
-            return Ok(if expired {
-                Done::Reconciled
-            } else {
-                Done::Nothing
-            });
+    let order_id = order.order_id.clone();
+    let facts = match deps.provider.find(&order_id).await? {
+        Found::Succeeded { payment_id } => vec![Fact::Succeeded { payment_id }],
+        Found::Refunded { payment_id } => vec![
+            Fact::Succeeded {
+                payment_id: payment_id.clone(),
+            },
+            Fact::Refunded { payment_id },
+        ],
+        Found::Declined { code } => vec![Fact::Failed { code }],
+        Found::Nothing if order.nothing_found_at.is_none() => {
+            deps.payments.note_nothing_found(&order, now).await?;
+            tracing::info!(
+                order_id,
+                "no charge found at the provider; asking again before expiring"
+            );
+            return Ok(Done::Nothing);
+        }
+        Found::Nothing => {
+            if deps.payments.expire_unsent(&order, now).await? {
+                tracing::warn!(
+                    order_id,
+                    "no charge reached the provider, asked twice: expired, stock released"
+                );
+                return Ok(Done::Reconciled);
+            }
+            return Ok(Done::Nothing);
         }
     };
-    let applied = deps.payments.apply(order, &fact, now).await?;
-    tracing::warn!(
-        status = applied.after.as_str(),
-        "an attempt's outcome learnt from the provider"
-    );
+    let mut current = order;
+    for fact in &facts {
+        let applied = deps.payments.apply(current, fact, now).await?;
+        tracing::warn!(
+            order_id,
+            status = applied.after.as_str(),
+            "an attempt's outcome learnt from the provider"
+        );
+        current = deps
+            .payments
+            .get(&order_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("order {order_id} vanished")))?;
+    }
     Ok(Done::Reconciled)
 }
 

@@ -379,11 +379,22 @@ async fn list_charges(
             "Invalid API key.",
         );
     }
-    let data: Vec<Charge> = s
+    let mut data: Vec<Value> = s
         .ledger()
         .into_iter()
         .filter(|c| c.order_id == q.order_id)
+        .filter_map(|c| serde_json::to_value(c).ok())
         .collect();
+    // a charge still being decided is listed as such, as a provider lists it
+    if let Ok(keys) = s.keys.lock() {
+        for (fingerprint, keyed) in keys.values() {
+            if matches!(keyed, Keyed::InFlight) && fingerprint[3] == json!(q.order_id) {
+                data.push(
+                    json!({"id": "ch_in_flight", "order_id": q.order_id, "status": "processing"}),
+                );
+            }
+        }
+    }
     Json(json!({ "data": data })).into_response()
 }
 

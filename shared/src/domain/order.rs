@@ -101,6 +101,10 @@ pub struct Order {
     /// the order `refunded` (events arrive in any order, ADR 0018).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refund_seen: Option<String>,
+    /// When the provider first said it had no charge for this attempted
+    /// order (the sweeper expires it on a second such answer, ADR 0018).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "ts::option")]
+    pub nothing_found_at: Option<DateTime<Utc>>,
 }
 
 /// What a buyer is told of an order's payment (scenario U2: a reason a
@@ -176,6 +180,7 @@ impl Order {
             payment_id: None,
             failure_code: None,
             refund_seen: None,
+            nothing_found_at: None,
         }
     }
 

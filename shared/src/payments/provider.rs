@@ -75,6 +75,23 @@ pub enum ChargeOutcome {
     },
 }
 
+/// What the provider's own record says of an order (`Provider::find`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    Succeeded {
+        payment_id: String,
+    },
+    /// Succeeded, and refunded since.
+    Refunded {
+        payment_id: String,
+    },
+    Declined {
+        code: String,
+    },
+    /// No charge for the order at all (yet: a search may lag).
+    Nothing,
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProviderError {
     /// No answer that decides within the deadline (5xx, 429, 409, timeouts,
@@ -167,10 +184,11 @@ impl Provider {
         Err(ProviderError::Unavailable { tries, last })
     }
 
-    /// What the provider did for `order_id`, if anything: a succeeded (or
-    /// since refunded) charge, else a decline, else `None`. One call; the
-    /// sweeper asks again next minute if it fails.
-    pub async fn find(&self, order_id: &str) -> Result<Option<ChargeOutcome>, ProviderError> {
+    /// What the provider did for `order_id`: a succeeded charge (or one since
+    /// refunded), else an explicit decline, else nothing at all. A charge in
+    /// any other state (still processing) is not an answer: `Unavailable`,
+    /// and the sweeper asks again next run. One call.
+    pub async fn find(&self, order_id: &str) -> Result<Found, ProviderError> {
         let unavailable = |last: String| ProviderError::Unavailable { tries: 1, last };
         let response = self
             .http
@@ -197,23 +215,29 @@ impl Provider {
             .json()
             .await
             .map_err(|e| unavailable(format!("an unreadable list: {}", without_url(e))))?;
-        if let Some(paid) = list
+        if let Some(c) = list.data.iter().find(|c| c.status == "refunded") {
+            return Ok(Found::Refunded {
+                payment_id: c.id.clone(),
+            });
+        }
+        if let Some(c) = list.data.iter().find(|c| c.status == "succeeded") {
+            return Ok(Found::Succeeded {
+                payment_id: c.id.clone(),
+            });
+        }
+        if let Some(c) = list
             .data
             .iter()
-            .find(|c| c.status == "succeeded" || c.status == "refunded")
+            .find(|c| c.status != "declined" && c.status != "failed")
         {
-            return Ok(Some(ChargeOutcome::Succeeded {
-                payment_id: paid.id.clone(),
-            }));
+            return Err(unavailable(format!("a charge still {}", c.status)));
         }
-        Ok(list
-            .data
-            .into_iter()
-            .next()
-            .map(|declined| ChargeOutcome::Declined {
+        Ok(match list.data.into_iter().next() {
+            Some(declined) => Found::Declined {
                 code: declined.code.unwrap_or_else(|| "declined".into()),
-                reason: String::new(),
-            }))
+            },
+            None => Found::Nothing,
+        })
     }
 
     async fn try_once(&self, req: &ChargeRequest<'_>) -> Try {

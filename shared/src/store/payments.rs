@@ -27,6 +27,9 @@ pub const CHARGE_GRACE: Duration = Duration::minutes(10);
 /// Time for a charge sent at the end of the grace to finish (its deadline is
 /// 20 s, the finalizer's timeout 30 s) before the provider is asked.
 pub const SETTLE: Duration = Duration::minutes(2);
+/// "No charge" must be the provider's answer twice, this far apart, before an
+/// attempted order expires: a provider's search may lag its charges.
+pub const NOTHING_TWICE: Duration = Duration::minutes(5);
 
 /// Whether an attempted order's outcome can be asked of the provider: no
 /// charge can be in flight or sent any more.
@@ -220,9 +223,31 @@ impl PaymentStore {
         self.commit_with_release(order, update).await
     }
 
+    /// Notes that the provider had no charge for the order now (the first of
+    /// the two answers [`expire_unsent`](Self::expire_unsent) needs); keeps
+    /// the first note. `false` when the order is no longer pending.
+    pub async fn note_nothing_found(
+        &self,
+        order: &Order,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let moved = self
+            .moved(
+                self.update(&order.order_id)
+                    .update_expression("SET #seen = if_not_exists(#seen, :now)")
+                    .condition_expression("#status = :from")
+                    .expression_attribute_names("#seen", "nothing_found_at")
+                    .expression_attribute_values(":now", string_attr(ts::format(&now)))
+                    .expression_attribute_values(":from", status(OrderStatus::PendingPayment)),
+            )
+            .await?;
+        Ok(moved.is_ok())
+    }
+
     /// Expires a pending order whose charge attempts the provider says never
-    /// reached it, once no charge can be sent or in flight any more
-    /// ([`reconcilable`]), releasing its stock in the same transaction.
+    /// reached it, asked twice [`NOTHING_TWICE`] apart, once no charge can be
+    /// sent or in flight any more ([`reconcilable`]), releasing its stock in
+    /// the same transaction.
     pub async fn expire_unsent(
         &self,
         order: &Order,
@@ -231,15 +256,18 @@ impl PaymentStore {
         let update = self
             .status_update(order, OrderStatus::Expired, now)
             .condition_expression(
-                "#status = :from AND attribute_exists(#started) AND #expires <= :settled",
+                "#status = :from AND attribute_exists(#started) AND #expires <= :settled \
+                 AND #seen <= :seen",
             )
             .expression_attribute_names("#started", "charge_started_at")
             .expression_attribute_names("#expires", "expires_at")
+            .expression_attribute_names("#seen", "nothing_found_at")
             .expression_attribute_values(":from", status(OrderStatus::PendingPayment))
             .expression_attribute_values(
                 ":settled",
                 string_attr(ts::format(&(now - CHARGE_GRACE - SETTLE))),
             )
+            .expression_attribute_values(":seen", string_attr(ts::format(&(now - NOTHING_TWICE))))
             .build()?;
         self.commit_with_release(order, update).await
     }
