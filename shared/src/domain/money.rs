@@ -34,6 +34,68 @@ impl Money {
     }
 }
 
+/// Why a decimal price string is not a price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecimalError {
+    #[error("must be an ISO 4217 currency code such as EUR or USD")]
+    UnknownCurrency,
+    #[error("must be a decimal number such as 12.99, with no sign, spaces or separators")]
+    NotANumber,
+    #[error("has more decimals than the currency's {0}")]
+    TooManyDecimals(u32),
+    #[error("must be greater than 0")]
+    NotPositive,
+    #[error("is larger than any price accepted")]
+    TooLarge,
+}
+
+impl Money {
+    /// Converts a decimal string (`12.99`, `5`, `0.50`) exactly to minor
+    /// units for `currency`'s exponent (2 for EUR, 0 for JPY, 3 for KWD),
+    /// never through floats: digits, optionally a point and at most the
+    /// exponent's count of digits. A positive price up to [`MAX_AMOUNT`].
+    pub fn parse_decimal(text: &str, currency: &str) -> Result<Money, DecimalError> {
+        let exponent = Currency::from_code(currency)
+            .and_then(|c| c.exponent())
+            .ok_or(DecimalError::UnknownCurrency)?;
+        let (whole, fraction) = match text.split_once('.') {
+            Some((w, f)) => (w, Some(f)),
+            None => (text, None),
+        };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(whole) || fraction.is_some_and(|f| !digits(f)) {
+            return Err(DecimalError::NotANumber);
+        }
+        let fraction = fraction.unwrap_or("");
+        let decimals = u32::try_from(fraction.len())
+            .map_err(|_| DecimalError::TooManyDecimals(u32::from(exponent)))?;
+        if decimals > u32::from(exponent) {
+            return Err(DecimalError::TooManyDecimals(u32::from(exponent)));
+        }
+        // whole * 10^exponent + fraction * 10^(exponent - decimals), checked
+        let mut amount: i64 = 0;
+        let scale = 10i64.pow(u32::from(exponent) - decimals);
+        for b in whole.bytes().chain(fraction.bytes()) {
+            amount = amount
+                .checked_mul(10)
+                .and_then(|a| a.checked_add(i64::from(b - b'0')))
+                .filter(|a| *a <= MAX_AMOUNT * 10)
+                .ok_or(DecimalError::TooLarge)?;
+        }
+        let amount = amount.checked_mul(scale).ok_or(DecimalError::TooLarge)?;
+        if amount == 0 {
+            return Err(DecimalError::NotPositive);
+        }
+        if amount > MAX_AMOUNT {
+            return Err(DecimalError::TooLarge);
+        }
+        Ok(Money {
+            amount,
+            currency: currency.to_owned(),
+        })
+    }
+}
+
 /// A three-letter ISO 4217 code of a currency with minor units (not gold, not
 /// testing codes).
 pub fn check_currency(field: &str, code: &str) -> Result<(), Invalid> {
@@ -49,6 +111,68 @@ pub fn check_currency(field: &str, code: &str) -> Result<(), Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_prices_convert_exactly_for_each_currencys_exponent() {
+        let ok = |t: &str, c: &str| Money::parse_decimal(t, c).map(|m| m.amount);
+        assert_eq!(ok("12.99", "EUR"), Ok(1299));
+        assert_eq!(ok("12.9", "EUR"), Ok(1290));
+        assert_eq!(ok("12", "EUR"), Ok(1200));
+        assert_eq!(ok("0.01", "EUR"), Ok(1));
+        assert_eq!(ok("007.50", "USD"), Ok(750));
+        assert_eq!(ok("1500", "JPY"), Ok(1500));
+        assert_eq!(ok("1.234", "KWD"), Ok(1234));
+        // 0.1 + 0.2 is not 0.30000000000000004 here
+        assert_eq!(ok("0.3", "EUR"), Ok(30));
+        assert_eq!(ok("100000000", "EUR"), Ok(MAX_AMOUNT));
+    }
+
+    #[test]
+    fn anything_but_a_plain_positive_decimal_is_refused() {
+        let err = |t: &str, c: &str| Money::parse_decimal(t, c).unwrap_err();
+        for bad in [
+            "", ".", "12.", ".5", "-1", "+1", " 1", "1 ", "1,50", "1e3", "1.2.3", "0x10", "١٢",
+            "NaN", "12.99€",
+        ] {
+            assert_eq!(err(bad, "EUR"), DecimalError::NotANumber, "{bad:?}");
+        }
+        assert_eq!(err("12.999", "EUR"), DecimalError::TooManyDecimals(2));
+        assert_eq!(err("12.990", "EUR"), DecimalError::TooManyDecimals(2));
+        assert_eq!(err("1.5", "JPY"), DecimalError::TooManyDecimals(0));
+        assert_eq!(err("0", "EUR"), DecimalError::NotPositive);
+        assert_eq!(err("0.00", "EUR"), DecimalError::NotPositive);
+        assert_eq!(err("100000000.01", "EUR"), DecimalError::TooLarge);
+        assert_eq!(err(&"9".repeat(40), "EUR"), DecimalError::TooLarge);
+        assert_eq!(err("12.99", "XAU"), DecimalError::UnknownCurrency);
+        assert_eq!(err("12.99", "eur"), DecimalError::UnknownCurrency);
+    }
+
+    /// Every amount written as a decimal for its currency reads back as itself.
+    #[test]
+    fn formatting_then_parsing_is_the_identity() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for (currency, exponent) in [("EUR", 2u32), ("JPY", 0), ("KWD", 3)] {
+            for _ in 0..20_000 {
+                let amount = rng.i64(1..=MAX_AMOUNT);
+                let scale = 10i64.pow(exponent);
+                let text = if exponent == 0 {
+                    amount.to_string()
+                } else {
+                    format!(
+                        "{}.{:0width$}",
+                        amount / scale,
+                        amount % scale,
+                        width = exponent as usize
+                    )
+                };
+                assert_eq!(
+                    Money::parse_decimal(&text, currency).map(|m| m.amount),
+                    Ok(amount),
+                    "{text} {currency}"
+                );
+            }
+        }
+    }
 
     fn m(amount: i64, currency: &str) -> Money {
         Money {
