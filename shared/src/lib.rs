@@ -10,6 +10,7 @@
 //! - [`checkout`]: the checkout use case, one entry per checkout kind.
 //! - [`error`]: the error shape and every mapping into it.
 //! - [`http`], [`response`], [`cursor`], [`routes`]: the HTTP contract.
+//! - [`feeds`]: partner feed rows and their rules (the canonical product).
 //! - [`payments`]: webhook signatures, the provider client and its breaker.
 //! - [`memory`], [`queue`], [`metrics`]: container memory, the order queue, EMF.
 //! - [`config`], [`aws`], [`clock`], [`logging`]: what a function wires at cold start.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod cursor;
 pub mod domain;
 pub mod error;
+pub mod feeds;
 pub mod http;
 pub mod logging;
 pub mod memory;
