@@ -404,7 +404,9 @@ mod tests {
 
     #[test]
     fn each_rule_broken_once_is_reported_with_row_field_and_code() {
-        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        // (the changes to a valid row, the field reported, its code)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
             (&[("sku", "")], "sku", "required"),
             (&[("sku", "other:MUG-1")], "sku", "invalid_sku"),
             (&[("sku", &"S".repeat(51))], "sku", "invalid_sku"),
