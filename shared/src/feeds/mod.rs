@@ -3,6 +3,7 @@
 //! format and version) turn a file into [`RawRow`]s; [`validate::row`] turns a
 //! row into a [`FeedProduct`] or every reason it is not one.
 
+pub mod adapters;
 pub mod validate;
 
 use std::collections::BTreeMap;
