@@ -19,7 +19,7 @@ use shared::clock::{SharedClock, system};
 use shared::config::{ConfigError, PaymentConfig, Source};
 use shared::domain::order::OrderStatus;
 use shared::domain::payment::Fact;
-use shared::payments::breaker::{self, Breaker, Permit};
+use shared::payments::breaker::{Breaker, Permit};
 use shared::payments::provider::{ChargeOutcome, ChargeRequest, Provider, ProviderError};
 use shared::store::payments::{Begin, PaymentStore};
 use tracing::Instrument;
@@ -41,19 +41,10 @@ impl Deps {
         sdk: &shared::aws::SdkConfig,
     ) -> Result<Self, ConfigError> {
         let config = PaymentConfig::from_source(src)?;
-        let provider = Provider::new(config.provider).map_err(|e| ConfigError::Invalid {
-            name: "PAYMENT_PROVIDER_URL",
-            reason: e.to_string(),
-        })?;
         let dynamo = shared::aws::dynamodb(sdk);
+        let (provider, breaker) = shared::payments::provider_and_breaker(&config, dynamo.clone())?;
         Ok(Self {
-            breaker: Breaker::new(
-                dynamo.clone(),
-                &config.tables.requests,
-                breaker::PAYMENTS,
-                config.breaker,
-                system(),
-            ),
+            breaker,
             payments: PaymentStore::new(dynamo, &config.tables),
             provider,
             clock: system(),

@@ -24,7 +24,7 @@ use shared::clock::{SharedClock, system};
 use shared::config::{ConfigError, PaymentConfig, Source};
 use shared::domain::order::{Order, OrderStatus, RESERVATION_MINUTES};
 use shared::domain::payment::Fact;
-use shared::payments::breaker::{self, Breaker};
+use shared::payments::breaker::Breaker;
 use shared::payments::provider::{Found, Provider, ProviderError};
 use shared::queue::OrderQueue;
 use shared::store::StoreError;
@@ -60,24 +60,15 @@ impl Deps {
         sdk: &shared::aws::SdkConfig,
     ) -> Result<Self, ConfigError> {
         let config = PaymentConfig::from_source(src)?;
+        let dynamo = shared::aws::dynamodb(sdk);
+        let (provider, breaker) = shared::payments::provider_and_breaker(&config, dynamo.clone())?;
         let tables = config.tables;
-        let provider = Provider::new(config.provider).map_err(|e| ConfigError::Invalid {
-            name: "PAYMENT_PROVIDER_URL",
-            reason: e.to_string(),
-        })?;
         let queue_url = src
             .get("ORDER_QUEUE_URL")
             .filter(|u| !u.trim().is_empty())
             .ok_or(ConfigError::Missing("ORDER_QUEUE_URL"))?;
-        let dynamo = shared::aws::dynamodb(sdk);
         Ok(Self {
-            breaker: Breaker::new(
-                dynamo.clone(),
-                &tables.requests,
-                breaker::PAYMENTS,
-                config.breaker,
-                system(),
-            ),
+            breaker,
             orders: OrderStore::new(dynamo.clone(), &tables.orders),
             payments: PaymentStore::new(dynamo, &tables),
             provider,
