@@ -5,60 +5,57 @@
 //! number of fields than the header, or bytes that are not UTF-8, make the
 //! file unreadable (`FeedError`): it is rejected, not half-applied.
 
-use super::{Adapter, FeedError, Rows};
+use super::{Adapter, ControlFlow, FeedError};
 use crate::feeds::RawRow;
 use std::io::Read;
 
 pub struct Csv;
 
 impl Adapter for Csv {
-    fn rows<'r>(&self, input: Box<dyn Read + Send + 'r>) -> Rows<'r> {
+    fn read(
+        &self,
+        input: &mut dyn Read,
+        each: &mut dyn FnMut(RawRow) -> ControlFlow<()>,
+    ) -> Result<(), FeedError> {
         let mut records = ::csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .from_reader(SkipBom::new(input))
             .into_records();
-        let header = match records.next() {
-            None => return Box::new(std::iter::once(Err(FeedError::Empty))),
-            Some(Err(e)) => return Box::new(std::iter::once(Err(error(&e, 0)))),
-            Some(Ok(h)) => h.iter().map(|f| f.trim().to_owned()).collect::<Vec<_>>(),
+        let header: Vec<String> = match records.next() {
+            None => return Err(FeedError::Empty),
+            Some(Err(e)) => return Err(error(&e, 0)),
+            Some(Ok(h)) => h.iter().map(|f| f.trim().to_owned()).collect(),
         };
         let mut seen = std::collections::HashSet::new();
         if let Some(dup) = header.iter().find(|h| !seen.insert(h.as_str())) {
-            let reason = format!(
-                "the header names column '{}' twice",
-                crate::domain::text::printable(dup, 50)
-            );
-            return Box::new(std::iter::once(Err(FeedError::Malformed {
+            return Err(FeedError::Malformed {
                 row: 0,
-                reason,
-            })));
-        }
-        let mut number = 0u64;
-        let mut failed = false;
-        Box::new(std::iter::from_fn(move || {
-            if failed {
-                return None;
-            }
-            let record = records.next()?;
-            number += 1;
-            let result = record.map_err(|e| error(&e, number)).and_then(|r| {
-                if r.len() != header.len() {
-                    return Err(FeedError::Malformed {
-                        row: number,
-                        reason: format!("{} fields where the header has {}", r.len(), header.len()),
-                    });
-                }
-                Ok(header
-                    .iter()
-                    .zip(r.iter())
-                    .filter(|(_, v)| !v.is_empty())
-                    .map(|(k, v)| (k.clone(), v.to_owned()))
-                    .collect::<RawRow>())
+                reason: format!(
+                    "the header names column '{}' twice",
+                    crate::domain::text::printable(dup, 50)
+                ),
             });
-            failed = result.is_err();
-            Some(result)
-        }))
+        }
+        for (number, record) in (1u64..).zip(records) {
+            let r = record.map_err(|e| error(&e, number))?;
+            if r.len() != header.len() {
+                return Err(FeedError::Malformed {
+                    row: number,
+                    reason: format!("{} fields where the header has {}", r.len(), header.len()),
+                });
+            }
+            let row: RawRow = header
+                .iter()
+                .zip(r.iter())
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.clone(), v.to_owned()))
+                .collect();
+            if each(row).is_break() {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -121,55 +118,74 @@ impl<R: Read> Read for SkipBom<R> {
 mod tests {
     use super::*;
 
-    fn rows(bytes: &[u8]) -> Vec<Result<RawRow, FeedError>> {
-        Csv.rows(Box::new(std::io::Cursor::new(bytes.to_vec())))
-            .collect()
+    use crate::feeds::adapters::collect;
+
+    fn rows(bytes: &[u8]) -> Result<Vec<RawRow>, FeedError> {
+        collect(&Csv, bytes)
     }
 
-    fn field<'a>(r: &'a Result<RawRow, FeedError>, f: &str) -> &'a str {
-        r.as_ref().unwrap().get(f).map(String::as_str).unwrap_or("")
+    fn field<'a>(r: &'a RawRow, f: &str) -> &'a str {
+        r.get(f).map(String::as_str).unwrap_or("")
     }
 
     #[test]
     fn bom_crlf_quoted_commas_quotes_and_newlines() {
         let file = b"\xEF\xBB\xBFsku,name,description\r\nMUG-1,\"Mug, blue\",\"350 ml\r\n\"\"stoneware\"\"\"\r\nMUG-2,Cup,\n";
-        let got = rows(file);
+        let got = rows(file).unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(field(&got[0], "sku"), "MUG-1");
         assert_eq!(field(&got[0], "name"), "Mug, blue");
         assert_eq!(field(&got[0], "description"), "350 ml\r\n\"stoneware\"");
         assert_eq!(field(&got[1], "name"), "Cup");
         // an empty cell is an absent field
-        assert!(got[1].as_ref().unwrap().get("description").is_none());
+        assert!(!got[1].contains_key("description"));
     }
 
     #[test]
     fn dotted_columns_carry_v2_nested_fields() {
-        let got = rows(b"sku,dimensions.length,dimensions.unit\nA,10,cm\n");
+        let got = rows(b"sku,dimensions.length,dimensions.unit\nA,10,cm\n").unwrap();
         assert_eq!(field(&got[0], "dimensions.length"), "10");
     }
 
     #[test]
     fn unreadable_files_end_with_an_error_that_names_the_row() {
-        assert_eq!(rows(b""), vec![Err(FeedError::Empty)]);
-        assert!(rows(b"sku,name\n").is_empty(), "a header alone is no rows");
-        let short = rows(b"sku,name\nA,a\nB\nC,c\n");
-        assert!(short[0].is_ok());
+        assert_eq!(rows(b""), Err(FeedError::Empty));
+        assert_eq!(rows(b"sku,name\n"), Ok(vec![]), "a header alone is no rows");
+        let mut seen = 0;
+        let short = Csv.read(&mut &b"sku,name\nA,a\nB\nC,c\n"[..], &mut |_| {
+            seen += 1;
+            ControlFlow::Continue(())
+        });
         assert!(
-            matches!(short[1], Err(FeedError::Malformed { row: 2, .. })),
+            matches!(short, Err(FeedError::Malformed { row: 2, .. })),
             "{short:?}"
         );
-        assert_eq!(short.len(), 2, "nothing after the first error");
-        let bad = rows(b"sku,name\nA,caf\xC3\nB,b\n");
-        assert!(
-            matches!(bad[0], Err(FeedError::BadUtf8 { row: 1 })),
-            "{bad:?}"
+        assert_eq!(
+            seen, 1,
+            "the rows before the error were handed over, none after"
         );
-        let dup = rows(b"sku,name,sku\nA,a,B\n");
-        assert!(
-            matches!(dup[0], Err(FeedError::Malformed { row: 0, .. })),
-            "{dup:?}"
-        );
+        assert!(matches!(
+            rows(b"sku,name\nA,caf\xC3\nB,b\n"),
+            Err(FeedError::BadUtf8 { row: 1 })
+        ));
+        assert!(matches!(
+            rows(b"sku,name,sku\nA,a,B\n"),
+            Err(FeedError::Malformed { row: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn the_caller_may_stop_reading() {
+        let mut seen = 0;
+        let done = Csv.read(&mut &b"sku\nA\nB\nC\n"[..], &mut |_| {
+            seen += 1;
+            if seen == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!((done, seen), (Ok(()), 2));
     }
 
     #[test]
@@ -185,9 +201,12 @@ mod tests {
                 Ok(1)
             }
         }
-        let got: Vec<_> = Csv
-            .rows(Box::new(OneByte(b"\xEF\xBB\xBFsku\nA\n")))
-            .collect();
+        let mut got = Vec::new();
+        Csv.read(&mut OneByte(b"\xEF\xBB\xBFsku\nA\n"), &mut |r| {
+            got.push(r);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
         assert_eq!(field(&got[0], "sku"), "A");
     }
 }

@@ -1,12 +1,15 @@
 //! Adapters: one per wire format (and per version where a version's shape
-//! differs), each turning a byte stream into [`RawRow`]s, one at a time, so
-//! memory does not grow with the file. Every rule lives in
-//! [`super::validate`]; an adapter only reads.
+//! differs), each turning a byte stream into [`RawRow`]s handed over one at
+//! a time, so memory does not grow with the file. Every rule lives in
+//! [`super::validate`]; an adapter only reads. Rows are pushed to the caller
+//! (who may stop early) rather than pulled: a streaming deserializer hands
+//! out one array element at a time from inside its own loop.
 //!
 //! Adding a format or a version: a new file here implementing [`Adapter`],
 //! and one line in [`ADAPTERS`].
 
 pub mod csv;
+pub mod json;
 
 use super::{FeedVersion, RawRow};
 use std::io::Read;
@@ -44,18 +47,36 @@ pub enum FeedError {
     Read(String),
 }
 
-/// The rows of one file, in order; the first error ends them.
-pub type Rows<'r> = Box<dyn Iterator<Item = Result<RawRow, FeedError>> + Send + 'r>;
+/// What the caller says after each row: go on, or stop reading.
+pub use std::ops::ControlFlow;
 
 pub trait Adapter: Sync {
-    /// The file's rows, read as they are needed.
-    fn rows<'r>(&self, input: Box<dyn Read + Send + 'r>) -> Rows<'r>;
+    /// Reads `input`, handing each row in order to `each` until it answers
+    /// `Break` or the file ends. A `FeedError` (the file cannot be read)
+    /// ends the reading; the rows handed over before it were read.
+    fn read(
+        &self,
+        input: &mut dyn Read,
+        each: &mut dyn FnMut(RawRow) -> ControlFlow<()>,
+    ) -> Result<(), FeedError>;
+}
+
+/// Every row of a small input (a dry run's body, a test), or its error.
+pub fn collect(adapter: &dyn Adapter, mut input: &[u8]) -> Result<Vec<RawRow>, FeedError> {
+    let mut rows = Vec::new();
+    adapter.read(&mut input, &mut |row| {
+        rows.push(row);
+        ControlFlow::Continue(())
+    })?;
+    Ok(rows)
 }
 
 /// Every (format, version) the platform reads, and who reads it.
 pub static ADAPTERS: &[(Format, FeedVersion, &dyn Adapter)] = &[
     (Format::Csv, FeedVersion::V1, &csv::Csv),
     (Format::Csv, FeedVersion::V2, &csv::Csv),
+    (Format::Json, FeedVersion::V1, &json::Json),
+    (Format::Json, FeedVersion::V2, &json::Json),
 ];
 
 pub fn adapter(format: Format, version: FeedVersion) -> Option<&'static dyn Adapter> {
