@@ -18,10 +18,8 @@
 
 use crate::clock::SharedClock;
 use crate::store::StoreError;
-use crate::store::keys::{PK, requests as keys};
-use crate::store::{number_attr, read_number, string_attr};
+use crate::store::breaker::{BreakerStore, Stored};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Mutex;
 
@@ -110,8 +108,7 @@ struct Local {
 }
 
 pub struct Breaker {
-    client: Client,
-    table: String,
+    store: BreakerStore,
     name: String,
     settings: Settings,
     clock: SharedClock,
@@ -127,8 +124,7 @@ impl Breaker {
         clock: SharedClock,
     ) -> Self {
         Self {
-            client,
-            table: table.into(),
+            store: BreakerStore::new(client, table),
             name: name.to_owned(),
             settings,
             clock,
@@ -305,59 +301,25 @@ impl Breaker {
     }
 
     async fn read(&self) -> Result<Shared, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(keys::breaker(&self.name)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("GetItem", &e))?;
-        let Some(item) = out.item else {
-            return Ok(CLOSED);
-        };
-        let state = item
-            .get("state")
-            .and_then(|v| v.as_s().ok())
-            .map_or(State::Closed, |s| State::parse(s));
-        let version = read_number(&item, "version").unwrap_or(0);
-        let since = read_number::<i64>(&item, "since_ms")
-            .and_then(DateTime::<Utc>::from_timestamp_millis)
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        Ok(Shared {
-            state,
-            version,
-            since,
+        Ok(match self.store.read(&self.name).await? {
+            None => CLOSED,
+            Some(stored) => Shared {
+                state: State::parse(&stored.state),
+                version: stored.version,
+                since: DateTime::<Utc>::from_timestamp_millis(stored.since_ms)
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            },
         })
     }
 
     /// Writes `next` if the stored version is still `expected` (or, for 0,
     /// if there is no item yet). `Ok(false)` when another writer was first.
     async fn write(&self, expected: u64, next: Shared) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(keys::breaker(&self.name)))
-            .update_expression("SET #state = :state, #version = :next, #since = :since")
-            .condition_expression("attribute_not_exists(#pk) OR #version = :expected")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_names("#version", "version")
-            .expression_attribute_names("#since", "since_ms")
-            .expression_attribute_values(":state", string_attr(next.state.as_str()))
-            .expression_attribute_values(":next", number_attr(next.version))
-            .expression_attribute_values(":expected", number_attr(expected))
-            .expression_attribute_values(":since", number_attr(next.since.timestamp_millis()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
-                _ => Err(StoreError::dynamo("UpdateItem", &e)),
-            },
-        }
+        let stored = Stored {
+            state: next.state.as_str().to_owned(),
+            version: next.version,
+            since_ms: next.since.timestamp_millis(),
+        };
+        self.store.write(&self.name, expected, &stored).await
     }
 }

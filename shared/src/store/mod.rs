@@ -7,6 +7,7 @@
 //!   which span the catalog, flash-sale, orders and requests tables.
 
 pub mod audit;
+pub mod breaker;
 pub mod catalog;
 pub mod flash_sales;
 pub mod keys;
