@@ -353,11 +353,7 @@ async fn main() -> Result<(), Error> {
             .map(|s| s.latency.as_secs_f64() * 1000.0)
             .collect();
         v.sort_by(f64::total_cmp);
-        let p = |q: f64| {
-            v.get(((v.len() as f64 - 1.0) * q).round() as usize)
-                .copied()
-                .unwrap_or(f64::NAN)
-        };
+        let p = |q: f64| quantile(&v, q);
         format!(
             "n={:5}  p50 {:7.1} ms  p95 {:7.1} ms  p99 {:7.1} ms",
             v.len(),
@@ -680,11 +676,7 @@ impl Settled {
     fn latency(&self) -> String {
         let mut v: Vec<f64> = self.confirmed().map(|(_, ms, _)| *ms).collect();
         v.sort_by(f64::total_cmp);
-        let p = |q: f64| {
-            v.get(((v.len() as f64 - 1.0) * q).round() as usize)
-                .copied()
-                .unwrap_or(f64::NAN)
-        };
+        let p = |q: f64| quantile(&v, q);
         format!(
             "n={:5}  p50 {:7.1} ms  p95 {:7.1} ms  max {:7.1} ms",
             v.len(),
@@ -790,4 +782,12 @@ async fn open_breaker(stack: &LocalStack) -> Result<(), Error> {
         .send()
         .await?;
     Ok(())
+}
+
+/// The `q` quantile of sorted samples (nearest rank), NaN when there are none.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
+        .copied()
+        .unwrap_or(f64::NAN)
 }
