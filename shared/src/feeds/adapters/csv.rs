@@ -62,7 +62,7 @@ impl Adapter for Csv {
 fn error(e: &::csv::Error, row: u64) -> FeedError {
     match e.kind() {
         ::csv::ErrorKind::Utf8 { .. } => FeedError::BadUtf8 { row },
-        ::csv::ErrorKind::Io(io) => FeedError::Read(io.to_string()),
+        ::csv::ErrorKind::Io(io) => FeedError::from_io(io),
         _ => FeedError::Malformed {
             row,
             reason: e.to_string(),
