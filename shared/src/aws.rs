@@ -17,3 +17,7 @@ pub fn dynamodb(sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
 pub fn sqs(sdk: &SdkConfig) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(sdk)
 }
+
+pub fn s3(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::new(sdk)
+}

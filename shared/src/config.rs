@@ -315,3 +315,47 @@ mod tests {
         );
     }
 }
+
+/// feed-ingest: its queue (for hand-overs), its limits and its time.
+#[derive(Debug, Clone)]
+pub struct FeedConfig {
+    pub tables: Tables,
+    /// The feed-events queue: where an import hands its rest over.
+    pub queue_url: String,
+    pub ingest: crate::feeds::ingest::Settings,
+    /// The queue's maxReceiveCount: the delivery that marks an import failed.
+    pub max_receives: u32,
+}
+
+impl FeedConfig {
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        let d = crate::feeds::ingest::Settings::default();
+        let ms = std::time::Duration::from_millis;
+        let ingest = crate::feeds::ingest::Settings {
+            max_object_bytes: number(src, "FEED_MAX_BYTES", d.max_object_bytes)?,
+            max_decoded_bytes: number(src, "FEED_MAX_DECODED_BYTES", d.max_decoded_bytes)?,
+            concurrency: number(src, "FEED_WRITE_CONCURRENCY", d.concurrency)?,
+            reserve: ms(number(
+                src,
+                "FEED_DEADLINE_RESERVE_MS",
+                d.reserve.as_millis() as u64,
+            )?),
+            budget: match number(src, "FEED_TIME_BUDGET_MS", 0u64)? {
+                0 => None,
+                n => Some(ms(n)),
+            },
+        };
+        if ingest.concurrency == 0 || ingest.concurrency > 64 {
+            return Err(ConfigError::Invalid {
+                name: "FEED_WRITE_CONCURRENCY",
+                reason: "must be from 1 to 64".into(),
+            });
+        }
+        Ok(Self {
+            tables: Tables::from_source(src)?,
+            queue_url: required(src, "FEED_EVENTS_QUEUE_URL")?,
+            ingest,
+            max_receives: number(src, "FEED_MAX_RECEIVES", 5)?,
+        })
+    }
+}

@@ -10,7 +10,8 @@
 //! - [`checkout`]: the checkout use case, one entry per checkout kind.
 //! - [`error`]: the error shape and every mapping into it.
 //! - [`http`], [`response`], [`cursor`], [`routes`]: the HTTP contract.
-//! - [`feeds`]: partner feed rows and their rules (the canonical product).
+//! - [`feeds`]: partner feeds: adapters, row rules, the import and its ingest.
+//! - [`objects`]: the feeds bucket (a feed read, a report written, as streams).
 //! - [`payments`]: webhook signatures, the provider client and its breaker.
 //! - [`memory`], [`queue`], [`metrics`]: container memory, the order queue, EMF.
 //! - [`config`], [`aws`], [`clock`], [`logging`]: what a function wires at cold start.
@@ -28,6 +29,7 @@ pub mod http;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
+pub mod objects;
 pub mod payments;
 pub mod queue;
 pub mod response;

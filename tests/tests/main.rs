@@ -9,6 +9,8 @@ mod breaker;
 mod callback;
 mod checkout;
 mod common;
+mod feed_fixtures;
+mod feeds;
 mod flash;
 mod gateway;
 mod malformed;

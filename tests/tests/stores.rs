@@ -100,6 +100,8 @@ async fn a_partner_that_exists_is_told_from_a_taken_key_id() {
         partner_id: id.into(),
         name: id.into(),
         created_at: h.now(),
+        feed_version: 1,
+        validation: Default::default(),
     };
     let key = |key_id: &str, partner_id: &str| ApiKeyRecord {
         key_id: key_id.into(),

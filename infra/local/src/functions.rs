@@ -184,6 +184,12 @@ impl Functions {
                     );
                 }
                 "admin-mfa-gate" => {}
+                "feed-ingest" => {
+                    out.sqs.insert(
+                        id.clone(),
+                        function!(SqsFn, feed_ingest, env, sdk, clock, id),
+                    );
+                }
                 "order-finalizer" => {
                     out.sqs.insert(
                         id.clone(),

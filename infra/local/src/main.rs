@@ -212,9 +212,12 @@ fn banner(port: u16, sandbox_url: &str, stack: &LocalStack, seeded: Option<&seed
     );
     if let Some(s) = seeded {
         text.push_str(&format!(
-            "  seeded     {} products, flash sale '{}', partner '{}' (API key {})\n",
-            s.products, s.sale_id, s.partner_id, s.partner_key
+            "  seeded     {} products, flash sale '{}'\n",
+            s.products, s.sale_id
         ));
+        for (id, key) in &s.partners {
+            text.push_str(&format!("  partner    '{id}' (API key {key})\n"));
+        }
     }
     text.push_str(&format!(
         "\nTry:\n  curl -s 'http://127.0.0.1:{port}/products?limit=3'\n  curl -s http://127.0.0.1:{port}/flash-sales/{}\n  TOKEN=$(make -s token USER=alice GROUPS=admin)\n  curl -s -H \"Authorization: Bearer $TOKEN\" 'http://127.0.0.1:{port}/admin/audit?limit=5'\n\nCtrl-C stops everything.\n",

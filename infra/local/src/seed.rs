@@ -1,4 +1,4 @@
-//! Demo data for `make run`: a catalog, one active flash sale, one partner.
+//! Demo data for `make run`: a catalog, one active flash sale, two partners.
 //! Written through the same stores the functions use, so it obeys the same
 //! rules; running it twice changes nothing.
 
@@ -8,6 +8,7 @@ use shared::domain::api_key::ApiKey;
 use shared::domain::flash_sale::NewFlashSale;
 use shared::domain::money::Money;
 use shared::domain::product::ProductInput;
+use shared::feeds::import::Validation;
 use shared::store::catalog::CatalogStore;
 use shared::store::flash_sales::{CreateSaleError, FlashSaleStore};
 use shared::store::partners::{ApiKeyRecord, CreatePartnerError, Partner, PartnerStore};
@@ -19,6 +20,24 @@ pub const DEMO_SALE_SKU: &str = "HEADPHONES-X1";
 pub const DEMO_PARTNER: &str = "demo-partner";
 /// Local only: the demo partner's key, printed by `make run`.
 pub const DEMO_PARTNER_KEY: &str = "fc_demopartner01_localonlydemosecret0000000000000000";
+/// (partner id, name, API key, default feed version, default validation):
+/// one partner on version 1 and lenient feeds, one on version 2 and strict.
+pub const PARTNERS: &[(&str, &str, &str, u8, Validation)] = &[
+    (
+        DEMO_PARTNER,
+        "Demo Partner",
+        DEMO_PARTNER_KEY,
+        1,
+        Validation::Lenient,
+    ),
+    (
+        "acme-outdoor",
+        "Acme Outdoor",
+        "fc_acmeoutdoor01_localonlyacmesecret0000000000000000",
+        2,
+        Validation::Strict,
+    ),
+];
 
 /// (sku, name, category, price in cents, stock)
 const CATALOG: &[(&str, &str, &str, i64, i64)] = &[
@@ -87,8 +106,8 @@ pub enum SeedError {
 pub struct Seeded {
     pub products: usize,
     pub sale_id: String,
-    pub partner_id: String,
-    pub partner_key: String,
+    /// (partner id, API key)
+    pub partners: Vec<(String, String)>,
 }
 
 pub async fn seed(stack: &Stack, sdk: &SdkConfig) -> Result<Seeded, SeedError> {
@@ -144,33 +163,40 @@ pub async fn seed(stack: &Stack, sdk: &SdkConfig) -> Result<Seeded, SeedError> {
         Err(e) => return Err(SeedError::Sale(e.to_string())),
     }
 
-    let key = ApiKey::parse(DEMO_PARTNER_KEY)
-        .ok_or_else(|| SeedError::Partner("demo key is malformed".into()))?;
-    let created = PartnerStore::new(dynamo, stack.table("PartnersTable"))
-        .create(
-            &Partner {
-                partner_id: DEMO_PARTNER.into(),
-                name: "Demo Partner".into(),
-                created_at: now,
-            },
-            &ApiKeyRecord {
-                key_id: key.key_id.clone(),
-                partner_id: DEMO_PARTNER.into(),
-                secret_hash: key.secret_hash(),
-                created_at: now,
-                revoked_at: None,
-            },
-        )
-        .await;
-    match created {
-        Ok(()) | Err(CreatePartnerError::AlreadyExists(_)) => {}
-        Err(e) => return Err(SeedError::Partner(e.to_string())),
+    let partners = PartnerStore::new(dynamo, stack.table("PartnersTable"));
+    for (partner_id, name, presented, feed_version, validation) in PARTNERS {
+        let key = ApiKey::parse(presented)
+            .ok_or_else(|| SeedError::Partner(format!("{partner_id}: the key is malformed")))?;
+        let created = partners
+            .create(
+                &Partner {
+                    partner_id: (*partner_id).into(),
+                    name: (*name).into(),
+                    created_at: now,
+                    feed_version: *feed_version,
+                    validation: *validation,
+                },
+                &ApiKeyRecord {
+                    key_id: key.key_id.clone(),
+                    partner_id: (*partner_id).into(),
+                    secret_hash: key.secret_hash(),
+                    created_at: now,
+                    revoked_at: None,
+                },
+            )
+            .await;
+        match created {
+            Ok(()) | Err(CreatePartnerError::AlreadyExists(_)) => {}
+            Err(e) => return Err(SeedError::Partner(e.to_string())),
+        }
     }
 
     Ok(Seeded {
         products: CATALOG.len(),
         sale_id: DEMO_SALE.into(),
-        partner_id: DEMO_PARTNER.into(),
-        partner_key: DEMO_PARTNER_KEY.into(),
+        partners: PARTNERS
+            .iter()
+            .map(|(id, _, key, _, _)| ((*id).to_owned(), (*key).to_owned()))
+            .collect(),
     })
 }

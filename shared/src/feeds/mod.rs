@@ -4,6 +4,8 @@
 //! row into a [`FeedProduct`] or every reason it is not one.
 
 pub mod adapters;
+pub mod import;
+pub mod ingest;
 pub mod scan;
 pub mod validate;
 
@@ -35,7 +37,7 @@ impl FeedVersion {
 pub type RawRow = BTreeMap<String, String>;
 
 /// Package dimensions (v2): each a positive decimal in `unit`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dimensions {
     pub length: String,
     pub width: String,

@@ -179,6 +179,14 @@ fn text(
     multiline: bool,
 ) -> Option<String> {
     let value = value.unwrap_or("");
+    // a multi-line field of a CRLF file ends its lines with CRLF: one newline
+    let normalized;
+    let value = if multiline && value.contains("\r\n") {
+        normalized = value.replace("\r\n", "\n");
+        normalized.as_str()
+    } else {
+        value
+    };
     let before = e.list.len();
     if value.trim().is_empty() {
         if required {

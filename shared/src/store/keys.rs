@@ -214,6 +214,23 @@ pub mod partners {
     pub fn api_key(key_id: &str) -> Item {
         key(format!("APIKEY#{key_id}"), "KEY")
     }
+    /// gsi1: partner -> its imports, newest first.
+    pub const BY_PARTNER: &str = "by_partner";
+    /// An import: one object version of a feed (ADR 0022).
+    pub fn import(import_id: &str) -> Item {
+        key(format!("IMPORT#{import_id}"), "IMPORT")
+    }
+    pub fn import_keys(import_id: &str, partner_id: &str, created_at: &str) -> Item {
+        with_index(
+            import(import_id),
+            format!("PARTNER#{partner_id}"),
+            format!("IMPORT#{created_at}#{import_id}"),
+        )
+    }
+    /// The newest S3 `sequencer` seen for one object key (the key is last).
+    pub fn object_key(bucket: &str, object_key: &str) -> Item {
+        key(format!("OBJECT#{}#{object_key}", part(bucket)), "SEQUENCER")
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@
 pub mod audit;
 pub mod breaker;
 pub mod catalog;
+pub mod feed_writes;
 pub mod flash_sales;
+pub mod imports;
 pub mod keys;
 pub mod orders;
 pub mod partners;

@@ -14,6 +14,16 @@ pub struct Partner {
     pub name: String,
     #[serde(with = "ts")]
     pub created_at: DateTime<Utc>,
+    /// The feed version of a drop whose object names none (1 or 2).
+    #[serde(default = "first_version")]
+    pub feed_version: u8,
+    /// The validation of a drop whose object names none.
+    #[serde(default)]
+    pub validation: crate::feeds::import::Validation,
+}
+
+fn first_version() -> u8 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +71,10 @@ impl PartnerStore {
             client,
             table: table.into(),
         }
+    }
+
+    pub async fn get(&self, partner_id: &str) -> Result<Option<Partner>, StoreError> {
+        super::get_item(&self.client, &self.table, keys::partner(partner_id), false).await
     }
 
     /// Writes a partner and its first key together, neither over an existing item.

@@ -102,6 +102,14 @@ impl<R: Copy + PartialEq> Cancelled<R> {
     }
 
     /// Whether only conflicts with other transactions cancelled it (worth a retry).
+    /// Every item that failed its condition, with the item as it was when
+    /// the item asked for it (`ReturnValuesOnConditionCheckFailure`).
+    pub fn condition_failures(&self) -> impl Iterator<Item = (R, Option<&Item>)> {
+        self.codes()
+            .filter(|(_, _, code)| *code == CONDITION_FAILED)
+            .map(|(r, reason, _)| (r, reason.item()))
+    }
+
     fn only_conflicts(&self) -> bool {
         let mut conflicted = false;
         for (_, _, code) in self.codes() {

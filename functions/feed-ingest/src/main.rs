@@ -1,0 +1,15 @@
+//! Lambda entry point: build config and clients once, then serve.
+
+use lambda_runtime::{LambdaEvent, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::logging::init();
+    let sdk = shared::aws::sdk_config().await;
+    let deps = feed_ingest::Deps::from_source(&shared::config::Env, &sdk)?;
+    run(service_fn(|event: LambdaEvent<_>| {
+        let deadline = feed_ingest::deadline_of(event.context.deadline);
+        feed_ingest::handle_until(&deps, event.payload, deadline)
+    }))
+    .await
+}

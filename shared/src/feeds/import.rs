@@ -1,0 +1,240 @@
+//! One import: one S3 object version of a feed, from its claim to its end.
+//! The record is both the claim (put once per bucket, key, ETag and version)
+//! and the progress a later invocation continues from (ADR 0022).
+
+use super::FeedVersion;
+use crate::domain::ts;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Strict: any invalid row and nothing is applied. Lenient: the valid rows
+/// are applied and the rest reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Validation {
+    Strict,
+    #[default]
+    Lenient,
+}
+
+impl Validation {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "strict" => Some(Self::Strict),
+            "lenient" => Some(Self::Lenient),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportStatus {
+    Processing,
+    Completed,
+    CompletedWithErrors,
+    Rejected,
+    Failed,
+}
+
+impl ImportStatus {
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Processing)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Processing => "processing",
+            Self::Completed => "completed",
+            Self::CompletedWithErrors => "completed_with_errors",
+            Self::Rejected => "rejected",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// What happened to the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Counts {
+    /// Rows read (valid or not).
+    pub rows: u64,
+    /// Rows written to the catalog.
+    pub ingested: u64,
+    /// Rows refused: invalid, or naming a product the partner does not own.
+    pub rejected: u64,
+    /// Valid rows not written: a newer feed had changed the product.
+    pub skipped_older: u64,
+}
+
+/// The S3 object an import reads, as its notification named it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub bucket: String,
+    /// Decoded (`+` is a space in the notification).
+    pub key: String,
+    pub etag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequencer: Option<String>,
+    pub size: u64,
+    /// When S3 took the object (the event's time): a feed's age.
+    #[serde(with = "ts")]
+    pub created_at: DateTime<Utc>,
+    /// Who put it, as S3 saw them (`requestParameters.sourceIPAddress`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+}
+
+impl Source {
+    /// The import's id: the same object version always gives the same id,
+    /// which is what makes the claim a conditional put.
+    pub fn import_id(&self) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            self.bucket.as_str(),
+            &self.key,
+            &self.etag,
+            self.version_id.as_deref().unwrap_or(""),
+        ] {
+            h.update(part.len().to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        hex::encode(&h.finalize()[..16])
+    }
+}
+
+/// An import's record (Partners table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Import {
+    pub import_id: String,
+    pub partner_id: String,
+    pub feed_id: String,
+    pub source: Source,
+    pub status: ImportStatus,
+    /// Stable, for machines, when rejected or failed: `too_large`,
+    /// `malformed`, `strict_invalid_rows`, `unknown_partner`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Decided once the object's metadata is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed_version: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Validation>,
+    #[serde(default)]
+    pub counts: Counts,
+    /// Every row was read and validated, and the report written.
+    #[serde(default)]
+    pub validated: bool,
+    /// Applying: every valid row numbered below this one has been written.
+    #[serde(default)]
+    pub next_row: u64,
+    /// Which invocation holds the import; each takes it by raising this.
+    pub run: u32,
+    /// Until when the holder may still be working on it.
+    #[serde(with = "ts")]
+    pub lease_until: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_key: Option<String>,
+    #[serde(with = "ts")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "ts")]
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Import {
+    pub fn version(&self) -> Option<FeedVersion> {
+        self.feed_version
+            .and_then(|v| FeedVersion::parse(&v.to_string()))
+    }
+}
+
+/// What a product remembers of the feed row that last wrote it, compared as
+/// text: the feed's time, then the import, then the row. A write carries the
+/// condition "the product's stamp is lower", so an older feed never
+/// overwrites a newer one, a later row of one feed wins over an earlier one
+/// (as a plain top-to-bottom upsert would), and a row written once is never
+/// written again by a retry or a continuation of the same import.
+pub fn stamp(created_at: &DateTime<Utc>, import_id: &str, row: u64) -> String {
+    format!("{}#{import_id}#{row:012}", ts::format(created_at))
+}
+
+/// The import part of a stamp (everything before the row).
+pub fn stamp_import(stamp: &str) -> &str {
+    stamp.rsplit_once('#').map_or(stamp, |(head, _)| head)
+}
+
+/// Orders S3 `sequencer`s of one key: the shorter is right-padded with zeros
+/// (AWS's rule), here to a fixed width so stored values compare as text.
+pub fn padded_sequencer(sequencer: &str) -> String {
+    format!("{:0<64}", sequencer.to_ascii_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn stamps_order_feeds_by_time_then_rows_within_a_feed() {
+        let old = stamp(&at("2026-11-22T10:00:00Z"), "aaaa", 900);
+        let new = stamp(&at("2026-11-22T10:00:00.001Z"), "0000", 1);
+        assert!(old < new);
+        let row9 = stamp(&at("2026-11-22T10:00:00Z"), "aaaa", 9);
+        let row10 = stamp(&at("2026-11-22T10:00:00Z"), "aaaa", 10);
+        assert!(row9 < row10);
+        assert_eq!(stamp_import(&row9), stamp_import(&row10));
+        assert_ne!(stamp_import(&old), stamp_import(&new));
+    }
+
+    #[test]
+    fn an_object_version_has_one_import_id() {
+        let s = Source {
+            bucket: "b".into(),
+            key: "incoming/p/f.csv".into(),
+            etag: "\"e1\"".into(),
+            version_id: Some("v1".into()),
+            sequencer: None,
+            size: 10,
+            created_at: at("2026-11-22T10:00:00Z"),
+            source_ip: None,
+        };
+        let mut other = s.clone();
+        other.sequencer = Some("0A".into());
+        other.size = 11;
+        assert_eq!(s.import_id(), other.import_id());
+        other.version_id = Some("v2".into());
+        assert_ne!(s.import_id(), other.import_id());
+        // parts cannot run into each other
+        let mut shifted = s.clone();
+        shifted.bucket = "bi".into();
+        shifted.key = "ncoming/p/f.csv".into();
+        assert_ne!(s.import_id(), shifted.import_id());
+    }
+
+    /// AWS: compare sequencers after right-padding the shorter with zeros.
+    #[test]
+    fn padded_sequencers_compare_as_aws_says() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let hex = |rng: &mut fastrand::Rng| -> String {
+            (0..rng.usize(1..=20))
+                .map(|_| b"0123456789ABCDEF"[rng.usize(..16)] as char)
+                .collect()
+        };
+        for _ in 0..10_000 {
+            let (a, b) = (hex(&mut rng), hex(&mut rng));
+            let width = a.len().max(b.len());
+            let (pa, pb) = (format!("{a:0<width$}"), format!("{b:0<width$}"));
+            assert_eq!(
+                padded_sequencer(&a).cmp(&padded_sequencer(&b)),
+                pa.cmp(&pb),
+                "{a} {b}"
+            );
+        }
+    }
+}

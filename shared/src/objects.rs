@@ -1,0 +1,228 @@
+//! The feeds bucket: a feed object read as a stream, and a report written as
+//! one (multipart, one 5 MiB part at a time), so neither is ever whole in
+//! memory or in `/tmp`.
+
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use std::collections::HashMap;
+
+/// S3's smallest part but the last.
+pub const PART: usize = 5 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// The object version is gone or was replaced (`If-Match` failed): a
+    /// newer object's event follows.
+    #[error("the object is gone or was replaced")]
+    Gone,
+    #[error("S3 {op} failed: {message}")]
+    S3 { op: &'static str, message: String },
+}
+
+fn s3_err<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    op: &'static str,
+) -> impl Fn(aws_sdk_s3::error::SdkError<E, R>) -> ObjectError {
+    move |e| ObjectError::S3 {
+        op,
+        message: DisplayErrorContext(e).to_string(),
+    }
+}
+
+/// An object opened for reading.
+pub struct Opened {
+    pub length: u64,
+    /// User metadata, names lower-cased without `x-amz-meta-`.
+    pub metadata: HashMap<String, String>,
+    pub body: ByteStream,
+}
+
+#[derive(Clone, Debug)]
+pub struct Objects {
+    client: aws_sdk_s3::Client,
+}
+
+impl Objects {
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        Self { client }
+    }
+
+    /// Opens exactly the version the notification named: by version id when
+    /// the bucket has versions, else only while its ETag still matches.
+    pub async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+        version_id: Option<&str>,
+    ) -> Result<Opened, ObjectError> {
+        let mut request = self.client.get_object().bucket(bucket).key(key);
+        request = match version_id {
+            Some(v) => request.version_id(v),
+            None => request.if_match(quoted(etag)),
+        };
+        match request.send().await {
+            Ok(out) => Ok(Opened {
+                length: out
+                    .content_length
+                    .and_then(|l| u64::try_from(l).ok())
+                    .unwrap_or(0),
+                metadata: out
+                    .metadata
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                    .collect(),
+                body: out.body,
+            }),
+            Err(e) => {
+                let gone = e
+                    .raw_response()
+                    .is_some_and(|r| matches!(r.status().as_u16(), 404 | 412))
+                    || e.as_service_error().is_some_and(|se| se.is_no_such_key());
+                if gone {
+                    Err(ObjectError::Gone)
+                } else {
+                    Err(s3_err("GetObject")(e))
+                }
+            }
+        }
+    }
+
+    /// Starts the report at `key`; nothing is visible until it is finished.
+    pub fn report(&self, bucket: &str, key: &str) -> Report {
+        Report {
+            client: self.client.clone(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            buf: Vec::new(),
+            upload: None,
+        }
+    }
+}
+
+/// S3 notifications carry the ETag without its quotes; `If-Match` wants them.
+fn quoted(etag: &str) -> String {
+    if etag.starts_with('"') {
+        etag.to_owned()
+    } else {
+        format!("\"{etag}\"")
+    }
+}
+
+/// An object written as a stream: bytes are buffered up to one part, then
+/// uploaded; a small object is one PutObject.
+pub struct Report {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    buf: Vec<u8>,
+    upload: Option<(String, Vec<CompletedPart>)>,
+}
+
+impl Report {
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ObjectError> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= PART {
+            self.flush_part().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_part(&mut self) -> Result<(), ObjectError> {
+        if self.upload.is_none() {
+            let out = self
+                .client
+                .create_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .content_type("application/json")
+                .send()
+                .await
+                .map_err(s3_err("CreateMultipartUpload"))?;
+            let id = out.upload_id.ok_or_else(|| ObjectError::S3 {
+                op: "CreateMultipartUpload",
+                message: "no upload id".into(),
+            })?;
+            self.upload = Some((id, Vec::new()));
+        }
+        let Some((id, parts)) = self.upload.as_mut() else {
+            return Ok(());
+        };
+        let number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
+        let body = std::mem::take(&mut self.buf);
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(id.as_str())
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(s3_err("UploadPart"))?;
+        parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag)
+                .build(),
+        );
+        Ok(())
+    }
+
+    /// Makes the object visible.
+    pub async fn finish(mut self) -> Result<(), ObjectError> {
+        match self.upload.take() {
+            None => {
+                self.client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .content_type("application/json")
+                    .body(ByteStream::from(std::mem::take(&mut self.buf)))
+                    .send()
+                    .await
+                    .map_err(s3_err("PutObject"))?;
+            }
+            Some(upload) => {
+                self.upload = Some(upload);
+                if !self.buf.is_empty() {
+                    self.flush_part().await?;
+                }
+                let Some((id, parts)) = self.upload.take() else {
+                    return Ok(());
+                };
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .upload_id(id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(s3_err("CompleteMultipartUpload"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops what was uploaded (the bucket's lifecycle rule aborts stalled
+    /// uploads after a day if this cannot run).
+    pub async fn abandon(mut self) {
+        if let Some((id, _)) = self.upload.take() {
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(id)
+                .send()
+                .await;
+        }
+    }
+}

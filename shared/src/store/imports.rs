@@ -1,0 +1,164 @@
+//! Import records (Partners table, ADR 0022): the claim of one object version,
+//! and the progress of the invocation that holds it.
+
+use super::keys::partners as keys;
+use super::{StoreError, get_item, item_with_keys, number_attr, string_attr};
+use crate::domain::ts;
+use crate::feeds::import::{Import, ImportStatus, padded_sequencer};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::ReturnValue;
+use chrono::{DateTime, Utc};
+
+/// What claiming an object version found.
+#[derive(Debug)]
+pub enum Claim {
+    /// The record is new: this invocation holds the import.
+    New,
+    /// Another delivery claimed it first; its record as it is now.
+    Taken(Box<Import>),
+}
+
+#[derive(Clone, Debug)]
+pub struct ImportStore {
+    client: Client,
+    table: String,
+}
+
+fn conditional<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E) -> bool {
+    e.code() == Some("ConditionalCheckFailedException")
+}
+
+impl ImportStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn item(import: &Import) -> Result<super::Item, StoreError> {
+        item_with_keys(
+            import,
+            keys::import_keys(
+                &import.import_id,
+                &import.partner_id,
+                &ts::format(&import.created_at),
+            ),
+        )
+    }
+
+    pub async fn get(&self, import_id: &str) -> Result<Option<Import>, StoreError> {
+        get_item(&self.client, &self.table, keys::import(import_id), true).await
+    }
+
+    /// Puts the record of a new import unless its object version was claimed.
+    pub async fn claim(&self, import: &Import) -> Result<Claim, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::item(import)?))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", super::keys::PK)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Claim::New),
+            Err(e) if e.as_service_error().is_some_and(conditional) => {
+                match self.get(&import.import_id).await? {
+                    Some(found) => Ok(Claim::Taken(Box::new(found))),
+                    None => Err(StoreError::Corrupt(format!(
+                        "import {} was claimed and is gone",
+                        import.import_id
+                    ))),
+                }
+            }
+            Err(e) => Err(StoreError::dynamo("PutItem", &e)),
+        }
+    }
+
+    /// Takes the import from run `from` (whose holder handed it over, or whose
+    /// lease ran out): `None` if someone else took it first or it is finished.
+    pub async fn take(
+        &self,
+        import_id: &str,
+        from: u32,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Import>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::import(import_id)))
+            .update_expression("SET #run = :next, lease_until = :lease, updated_at = :now")
+            .condition_expression("#run = :from AND #status = :processing")
+            .expression_attribute_names("#run", "run")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":from", number_attr(from))
+            .expression_attribute_values(":next", number_attr(from + 1))
+            .expression_attribute_values(":lease", string_attr(ts::format(&lease_until)))
+            .expression_attribute_values(":now", string_attr(ts::format(&now)))
+            .expression_attribute_values(
+                ":processing",
+                string_attr(ImportStatus::Processing.as_str()),
+            )
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out
+                .attributes
+                .map(serde_dynamo::from_item)
+                .transpose()
+                .map_err(StoreError::from)?),
+            Err(e) if e.as_service_error().is_some_and(conditional) => Ok(None),
+            Err(e) => Err(StoreError::dynamo("UpdateItem", &e)),
+        }
+    }
+
+    /// Writes the holder's state: `false` if the import is no longer its own.
+    pub async fn save(&self, import: &Import) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::item(import)?))
+            .condition_expression("#run = :run")
+            .expression_attribute_names("#run", "run")
+            .expression_attribute_values(":run", number_attr(import.run))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(conditional) => Ok(false),
+            Err(e) => Err(StoreError::dynamo("PutItem", &e)),
+        }
+    }
+
+    /// Records `sequencer` as the newest event of the object key unless a
+    /// newer one was seen: `false` means this event is stale.
+    pub async fn newest_event(
+        &self,
+        bucket: &str,
+        key: &str,
+        sequencer: &str,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::object_key(bucket, key)))
+            .update_expression("SET #seq = :seq")
+            .condition_expression("attribute_not_exists(#seq) OR #seq <= :seq")
+            .expression_attribute_names("#seq", "sequencer")
+            .expression_attribute_values(":seq", string_attr(padded_sequencer(sequencer)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(conditional) => Ok(false),
+            Err(e) => Err(StoreError::dynamo("UpdateItem", &e)),
+        }
+    }
+}
