@@ -19,7 +19,7 @@ EMULATOR_DYNAMODB_PORT ?= 4567
 API_PORT ?= 3000
 export EMULATOR_PORT EMULATOR_DYNAMODB_PORT API_PORT
 
-.PHONY: help venv run test lint policy contract token package bench-flash bench-cold-start clean
+.PHONY: help venv run test lint policy contract token package bench-flash bench-cold-start bench-ingest clean
 
 help:
 	@echo "make run      start the whole stack locally (emulator, API on :$(API_PORT), seed data)"
@@ -30,6 +30,7 @@ help:
 	@echo "make package  Lambda zips (arm64) with cargo-lambda"
 	@echo "make bench-flash [S=500 K=8 R=5000 C=64]   flash-sale load through the local gateway"
 	@echo "make bench-cold-start [N=10]   each function's first response from a fresh process, against Python + boto3"
+	@echo "make bench-ingest [N=100000 BIG=1000000 C=4]   feed parse rate, drop-to-completed rate against the bare emulator, ingest peak RSS"
 
 # The Python side (moto for the emulator; SAM CLI, which bundles cfn-lint).
 # Reinstalled only when the requirements change.
@@ -103,6 +104,13 @@ bench-flash: venv
 	cargo build --profile local-release -p flashcart-bench --bin bench-flash
 	infra/local/with-emulator.sh ./target/local-release/bench-flash \
 		$(if $(S),--stock $(S)) $(if $(K),--shards $(K)) $(if $(R),--requests $(R)) $(if $(C),--concurrency $(C))
+
+# Feed ingest (issue 10): parse rates, end to end against the emulator's own
+# bare write rate in the same run, and the ingest process's peak RSS at N and BIG.
+bench-ingest: venv
+	cargo build --profile local-release -p flashcart-bench --bin bench-ingest
+	infra/local/with-emulator.sh ./target/local-release/bench-ingest \
+		$(if $(N),--rows $(N)) $(if $(BIG),--big $(BIG)) $(if $(C),--concurrency $(C))
 
 # Release binaries for this machine (the Lambda profile: fat LTO, one codegen
 # unit), each started fresh N times under a Lambda Runtime API the benchmark

@@ -97,11 +97,9 @@ async fn main() -> Result<(), Error> {
     )
     .await?;
     // the finalizer, scaled out as Lambda scales an SQS event source
-    let pollers = stack.pollers()?;
-    let finalizer = pollers
-        .first()
-        .ok_or("the template has no queue function")?
-        .clone();
+    let finalizer = stack
+        .poller("OrderFinalizerFunction")
+        .ok_or("the template has no order-finalizer queue function")?;
     let mut finalizing = Vec::new();
     for _ in 0..args.finalizers.max(1) {
         finalizing.push(tokio::spawn(finalizer.clone().run()));

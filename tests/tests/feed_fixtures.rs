@@ -179,11 +179,7 @@ fn hostile_files_are_refused_as_a_whole() {
             "{name}: {got:?}"
         );
     }
-    let bomb = format!(
-        "[{{\"sku\":{}1{}}}]",
-        "[".repeat(50_000),
-        "]".repeat(50_000)
-    );
+    let bomb = format!("[{}1{}]", "{\"a\":".repeat(50_000), "}".repeat(50_000));
     assert_eq!(
         scan_all(
             ADAPTERS,

@@ -722,3 +722,147 @@ fn h_feed_again(rows: &[String]) -> String {
     s.push('\n');
     s
 }
+
+#[tokio::test]
+async fn a_continuation_whose_run_died_is_taken_over_not_lost() {
+    let h = with_partners().await;
+    let rows: Vec<String> = (0..450)
+        .map(|i| format!("S{i},N {i},1.00,EUR,{i},kitchen,"))
+        .collect();
+    h.drop_feed(
+        "incoming/p1/long.csv",
+        csv(&rows.iter().map(String::as_str).collect::<Vec<_>>()),
+        &[],
+    )
+    .await;
+    let bodies = take_notifications(&h, 1).await;
+    // one run: it writes a transaction and hands the rest over
+    let event = |body: &str| {
+        let mut e = SqsEvent::default();
+        let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+        m.message_id = Some("m".into());
+        m.body = Some(body.to_owned());
+        e.records.push(m);
+        e
+    };
+    let short = h.ingest_fn(&[
+        ("FEED_TIME_BUDGET_MS", "1"),
+        ("FEED_DEADLINE_RESERVE_MS", "0"),
+    ]);
+    assert!(
+        short(event(&bodies[0]))
+            .await
+            .unwrap()
+            .batch_item_failures
+            .is_empty()
+    );
+    let handed = h.import("p1", "long").await;
+    assert_eq!((handed.status, handed.run), (ImportStatus::Processing, 1));
+    assert!(handed.next_row > 1);
+    let continuation = take_notifications_any(&h).await;
+    assert!(continuation.contains("continue_import"), "{continuation}");
+    // the next run takes it, then dies without a word (its lease runs out)
+    let died = h
+        .imports_store()
+        .take(
+            &handed.import_id,
+            1,
+            h.now() - chrono::Duration::seconds(1),
+            h.now(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(died.run, 2);
+    // SQS hands the continuation (of run 1) over again: the import goes on
+    assert!(
+        h.ingest_fn(&[])(event(&continuation))
+            .await
+            .unwrap()
+            .batch_item_failures
+            .is_empty()
+    );
+    let done = h.import("p1", "long").await;
+    assert_eq!(done.status, ImportStatus::Completed);
+    assert_eq!(done.counts.ingested, 450);
+    assert_eq!(h.catalog().await.len(), 450);
+}
+
+/// The next message on the feed queue, whatever it is.
+async fn take_notifications_any(h: &Harness) -> String {
+    let sqs = aws_sdk_sqs::Client::new(&h.stack.sdk);
+    let url = h.stack.stack.queue("FeedEventsQueue").unwrap().url.clone();
+    let got = sqs
+        .receive_message()
+        .queue_url(&url)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .unwrap();
+    let m = &got.messages()[0];
+    sqs.delete_message()
+        .queue_url(&url)
+        .receipt_handle(m.receipt_handle().unwrap())
+        .send()
+        .await
+        .unwrap();
+    m.body().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_product_owned_by_another_partner_is_never_written() {
+    let h = with_partners().await;
+    // p2 owns an item under p1's name: only a corrupt catalog could hold it,
+    // and the owner condition still refuses p1's write
+    h.drop_feed(
+        "incoming/p2/own.csv",
+        csv(&["X,Theirs,5.00,EUR,5,kitchen,"]),
+        &[("validation", "lenient"), ("feed-version", "1")],
+    )
+    .await;
+    h.ingest_queued(&[]).await;
+    let dynamo = h.dynamo();
+    let table = h.stack.stack.table("CatalogTable").to_owned();
+    let mut item = dynamo
+        .get_item()
+        .table_name(&table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("PRODUCT#p2:X".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("PRODUCT".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    item.insert(
+        "pk".into(),
+        aws_sdk_dynamodb::types::AttributeValue::S("PRODUCT#p1:X".into()),
+    );
+    item.insert(
+        "sku".into(),
+        aws_sdk_dynamodb::types::AttributeValue::S("p1:X".into()),
+    );
+    dynamo
+        .put_item()
+        .table_name(&table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    h.drop_feed(
+        "incoming/p1/mine.csv",
+        csv(&["X,Mine,1.00,EUR,1,kitchen,", "Y,Y,1.00,EUR,1,kitchen,"]),
+        &[],
+    )
+    .await;
+    assert_eq!(h.ingest_queued(&[]).await.failed, 0);
+    let import = h.import("p1", "mine").await;
+    assert_eq!((import.counts.ingested, import.counts.rejected), (1, 1));
+    assert_eq!(import.status, ImportStatus::CompletedWithErrors);
+    assert_eq!(h.catalog().await["p1:X"], ("Theirs".into(), 500, 5));
+}

@@ -32,6 +32,8 @@ const LAMBDA_MAX: Duration = Duration::from_secs(15 * 60);
 pub struct Deps {
     ingest: Ingest,
     max_receives: u32,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
 }
 
 impl Deps {
@@ -49,11 +51,13 @@ impl Deps {
                 partners: PartnerStore::new(dynamo.clone(), &t.partners),
                 audit: AuditStore::new(dynamo, &t.audit),
                 objects: Objects::new(shared::aws::s3(sdk)),
-                continuations: Continuations::new(shared::aws::sqs(sdk), &config.queue_url),
+                continuations: Continuations::new(shared::aws::sqs(sdk), config.queue_url.clone()),
                 settings: config.ingest,
                 clock: system(),
             },
             max_receives: config.max_receives,
+            sqs: shared::aws::sqs(sdk),
+            queue_url: config.queue_url,
         })
     }
 
@@ -256,7 +260,29 @@ async fn process(deps: &Deps, record: SqsMessage, deadline: Instant) -> Option<B
             }
         }
     }
-    if failed { fail() } else { None }
+    if !failed {
+        return None;
+    }
+    // back soon rather than after the visibility timeout (six times a whole
+    // invocation): 30 s, doubling with each delivery, at most 15 minutes
+    if let Some(handle) = record.receipt_handle.as_deref() {
+        let wait = 30i32
+            .saturating_mul(1 << receives.clamp(1, 6).saturating_sub(1))
+            .min(900);
+        let changed = deps
+            .sqs
+            .change_message_visibility()
+            .queue_url(&deps.queue_url)
+            .receipt_handle(handle)
+            .visibility_timeout(wait)
+            .send()
+            .await;
+        if let Err(e) = changed {
+            let e = aws_sdk_sqs::error::DisplayErrorContext(e);
+            tracing::warn!(message_id = %message_id, error = %e, "the retry could not be brought forward");
+        }
+    }
+    fail()
 }
 
 fn short(w: &Work) -> String {

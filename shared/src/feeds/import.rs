@@ -152,13 +152,22 @@ impl Import {
 }
 
 /// What a product remembers of the feed row that last wrote it, compared as
-/// text: the feed's time, then the import, then the row. A write carries the
+/// text: the feed's time, then its S3 sequencer (two versions of one key in
+/// the same millisecond), then the import, then the row. A write carries the
 /// condition "the product's stamp is lower", so an older feed never
 /// overwrites a newer one, a later row of one feed wins over an earlier one
 /// (as a plain top-to-bottom upsert would), and a row written once is never
 /// written again by a retry or a continuation of the same import.
-pub fn stamp(created_at: &DateTime<Utc>, import_id: &str, row: u64) -> String {
-    format!("{}#{import_id}#{row:012}", ts::format(created_at))
+pub fn stamp(source: &Source, import_id: &str, row: u64) -> String {
+    let sequencer = source
+        .sequencer
+        .as_deref()
+        .map(padded_sequencer)
+        .unwrap_or_default();
+    format!(
+        "{}#{sequencer:0<32.32}#{import_id}#{row:012}",
+        ts::format(&source.created_at)
+    )
 }
 
 /// The import part of a stamp (everything before the row).
@@ -169,7 +178,7 @@ pub fn stamp_import(stamp: &str) -> &str {
 /// Orders S3 `sequencer`s of one key: the shorter is right-padded with zeros
 /// (AWS's rule), here to a fixed width so stored values compare as text.
 pub fn padded_sequencer(sequencer: &str) -> String {
-    format!("{:0<64}", sequencer.to_ascii_uppercase())
+    format!("{:0<32}", sequencer.to_ascii_uppercase())
 }
 
 #[cfg(test)]
@@ -180,16 +189,36 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
+    fn source(at_: &str, sequencer: Option<&str>) -> Source {
+        Source {
+            bucket: "b".into(),
+            key: "incoming/p/f.csv".into(),
+            etag: "e".into(),
+            version_id: None,
+            sequencer: sequencer.map(str::to_owned),
+            size: 1,
+            created_at: at(at_),
+            source_ip: None,
+        }
+    }
+
     #[test]
-    fn stamps_order_feeds_by_time_then_rows_within_a_feed() {
-        let old = stamp(&at("2026-11-22T10:00:00Z"), "aaaa", 900);
-        let new = stamp(&at("2026-11-22T10:00:00.001Z"), "0000", 1);
+    fn stamps_order_feeds_by_time_then_sequencer_then_rows_within_a_feed() {
+        let t = "2026-11-22T10:00:00Z";
+        let old = stamp(&source(t, None), "aaaa", 900);
+        let new = stamp(&source("2026-11-22T10:00:00.001Z", None), "0000", 1);
         assert!(old < new);
-        let row9 = stamp(&at("2026-11-22T10:00:00Z"), "aaaa", 9);
-        let row10 = stamp(&at("2026-11-22T10:00:00Z"), "aaaa", 10);
+        let row9 = stamp(&source(t, None), "aaaa", 9);
+        let row10 = stamp(&source(t, None), "aaaa", 10);
         assert!(row9 < row10);
         assert_eq!(stamp_import(&row9), stamp_import(&row10));
         assert_ne!(stamp_import(&old), stamp_import(&new));
+        // the same millisecond: S3's sequencer decides, whatever the import ids
+        let first = stamp(&source(t, Some("0055B9F3A11")), "ffff", 1);
+        let second = stamp(&source(t, Some("0055B9F3A12")), "0000", 1);
+        assert!(first < second);
+        let longer = stamp(&source(t, Some("0055B9F3A11F")), "0000", 1);
+        assert!(first < longer && longer < second);
     }
 
     #[test]

@@ -38,8 +38,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+/// Errors a report lists at most (the rest are counted in `errors_total`).
+const MAX_REPORTED: u64 = 100_000;
 /// Rows per hand-over from the reading thread.
 const BATCH: usize = 256;
+/// ...or fewer, when they weigh this much (a v2 row may weigh 200 KB).
+const BATCH_BYTES: usize = 1 << 20;
 /// Batches waiting between the reading thread and the writers.
 const QUEUED: usize = 8;
 
@@ -227,6 +231,19 @@ impl Ingest {
                         .newest_event(&source.bucket, &source.key, seq)
                         .await?
                 {
+                    // an import of it that began, failed and waits for this
+                    // redelivery ends here rather than stay `processing`
+                    if let Some(started) = self.imports.get(&source.import_id()).await?
+                        && !started.status.is_final()
+                        && started.lease_until <= now
+                        && let Some(taken) = self
+                            .imports
+                            .take(&started.import_id, started.run, lease, now)
+                            .await?
+                    {
+                        let reason = "a newer version of the object was notified first".into();
+                        self.reject(taken, "superseded", reason).await?;
+                    }
                     return Ok(Held::Skip("superseded"));
                 }
                 let import = Import {
@@ -259,8 +276,9 @@ impl Ingest {
                     Claim::Taken(existing) => *existing,
                 }
             }
+            // the run that sent it, or a later one that died (its lease out)
             Work::Continue { import_id, run } => match self.imports.get(&import_id).await? {
-                Some(i) if i.run == run && !i.status.is_final() => i,
+                Some(i) if !i.status.is_final() && (i.run == run || i.lease_until <= now) => i,
                 _ => return Ok(Held::Skip("stale")),
             },
         };
@@ -297,7 +315,7 @@ impl Ingest {
                 "the object is {} bytes; the limit is {}",
                 import.source.size, self.settings.max_object_bytes
             );
-            return self.reject(import, "too_large", reason).await;
+            return self.reject_unread(import, key, "too_large", reason).await;
         }
         let source = import.source.clone();
         let open = || {
@@ -312,8 +330,9 @@ impl Ingest {
             Ok(o) => o,
             Err(ObjectError::Gone) => {
                 return self
-                    .reject(
+                    .reject_unread(
                         import,
+                        key,
                         "object_gone",
                         "the object was deleted or replaced before it was read".into(),
                     )
@@ -321,18 +340,29 @@ impl Ingest {
             }
             Err(e) => return Err(e.into()),
         };
-        let version = match opened.metadata.get("feed-version") {
-            None => FeedVersion::parse(&partner.feed_version.to_string()),
-            Some(v) => FeedVersion::parse(v),
+        // decided once: a later run keeps the rules the rows were validated by
+        if opened.length > self.settings.max_object_bytes {
+            let reason = format!(
+                "the object is {} bytes; the limit is {}",
+                opened.length, self.settings.max_object_bytes
+            );
+            return self.reject_unread(import, key, "too_large", reason).await;
+        }
+        let version = match (import.version(), opened.metadata.get("feed-version")) {
+            (Some(v), _) => Some(v),
+            (None, None) => FeedVersion::parse(&partner.feed_version.to_string()),
+            (None, Some(v)) => FeedVersion::parse(v),
         };
-        let validation = match opened.metadata.get("validation") {
-            None => Some(partner.validation),
-            Some(v) => Validation::parse(v),
+        let validation = match (import.validation, opened.metadata.get("validation")) {
+            (Some(v), _) => Some(v),
+            (None, None) => Some(partner.validation),
+            (None, Some(v)) => Validation::parse(v),
         };
         let (Some(version), Some(validation)) = (version, validation) else {
             return self
-                .reject(
+                .reject_unread(
                     import,
+                    key,
                     "bad_metadata",
                     "metadata feed-version must be 1 or 2, and validation strict or lenient".into(),
                 )
@@ -340,8 +370,9 @@ impl Ingest {
         };
         let Some(adapter) = adapters::find(adapters::ADAPTERS, key.format, version) else {
             return self
-                .reject(
+                .reject_unread(
                     import,
+                    key,
                     "unsupported",
                     format!("no reader for {} version {version:?}", key.format),
                 )
@@ -360,7 +391,13 @@ impl Ingest {
                 .validate(&import, key, adapter, version, first, stops.hard)
                 .await?;
             match pass {
-                Pass::OutOfTime => return self.hand_over(import).await,
+                // it cannot resume, and another invocation has no more time
+                Pass::OutOfTime => {
+                    let reason =
+                        "the file could not be read and validated within one invocation; split it"
+                            .into();
+                    return self.reject_unread(import, key, "too_slow", reason).await;
+                }
                 Pass::Unreadable(e) => {
                     import.counts = counts;
                     return self.reject(import, e.code(), e.to_string()).await;
@@ -387,8 +424,9 @@ impl Ingest {
                 Ok(o) => o.body,
                 Err(ObjectError::Gone) => {
                     return self
-                        .reject(
+                        .reject_unread(
                             import,
+                            key,
                             "object_gone",
                             "the object was deleted or replaced while it was read".into(),
                         )
@@ -439,6 +477,7 @@ impl Ingest {
         out.extend_from_slice(b",\"errors\":[");
         let mut counts = Counts::default();
         let mut first = true;
+        let mut reported = 0u64;
         let (mut rx, reader) = self.read(body, key, adapter, version, &import.partner_id);
         let mut out_of_time = false;
         while let Some(batch) = rx.recv().await {
@@ -447,6 +486,10 @@ impl Ingest {
                 if let Scanned::Invalid { errors, .. } = scanned {
                     counts.rejected += 1;
                     for e in &errors {
+                        reported += 1;
+                        if reported > MAX_REPORTED {
+                            continue;
+                        }
                         if !first {
                             out.push(b',');
                         }
@@ -479,6 +522,8 @@ impl Ingest {
         let tail = serde_json::json!({
             "rows": counts.rows,
             "rejected_rows": counts.rejected,
+            "errors_total": reported,
+            "errors_truncated": reported > MAX_REPORTED,
             "file_error": file_error,
         })
         .to_string();
@@ -525,15 +570,17 @@ impl Ingest {
                     continue;
                 }
                 let write = FeedWrite {
-                    stamp: stamp(&import.source.created_at, &import.import_id, row),
+                    stamp: stamp(&import.source, &import.import_id, row),
                     product: *product,
                 };
                 if chunk.full_with(&write) {
                     // every row read before this one is in a transaction now
                     dispatched_through = row - 1;
-                    in_flight.push(self.write_chunk(&partner, std::mem::take(&mut chunk), now));
+                    let full = std::mem::take(&mut chunk);
+                    counts.ingested += full.replaced;
+                    in_flight.push(self.write_chunk(&partner, full, now));
                 }
-                chunk.add(write, &mut counts);
+                chunk.add(write);
                 while in_flight.len() >= self.settings.concurrency.max(1) {
                     match in_flight.next().await {
                         Some(Ok(done)) => add(&mut counts, &done),
@@ -561,6 +608,7 @@ impl Ingest {
                 failed = Some(IngestError::Thread(e.to_string()));
             } else if !chunk.rows.is_empty() {
                 dispatched_through = u64::MAX - 1;
+                counts.ingested += chunk.replaced;
                 in_flight.push(self.write_chunk(&partner, std::mem::take(&mut chunk), now));
             } else {
                 dispatched_through = u64::MAX - 1;
@@ -616,10 +664,16 @@ impl Ingest {
         let reader = tokio::task::spawn_blocking(move || {
             let mut input = adapters::decoded(bridge, gzip, limit);
             let mut batch = Vec::with_capacity(BATCH);
+            let mut bytes = 0;
             let mut gone = false;
             let read = scan(adapter, &mut input, &partner, version, &mut |s| {
+                bytes += s.weight();
                 batch.push(s);
-                if batch.len() == BATCH
+                if (batch.len() == BATCH || bytes >= BATCH_BYTES)
+                    && {
+                        bytes = 0;
+                        true
+                    }
                     && tx
                         .blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
                         .is_err()
@@ -664,6 +718,34 @@ impl Ingest {
     ) -> Result<Outcome, IngestError> {
         self.finish(import, ImportStatus::Rejected, Some(code), Some(reason))
             .await
+    }
+
+    /// Rejected before a row was read: the report says why, so the feed's
+    /// report never shows an earlier import's errors.
+    async fn reject_unread(
+        &self,
+        mut import: Import,
+        key: &FeedKey,
+        code: &str,
+        reason: String,
+    ) -> Result<Outcome, IngestError> {
+        let report_key = key.report_key();
+        let body = serde_json::json!({
+            "partner_id": import.partner_id,
+            "feed_id": import.feed_id,
+            "import_id": import.import_id,
+            "errors": [],
+            "rows": 0,
+            "rejected_rows": 0,
+            "errors_total": 0,
+            "errors_truncated": false,
+            "file_error": reason,
+        });
+        let mut report = self.objects.report(&import.source.bucket, &report_key);
+        report.write(body.to_string().as_bytes()).await?;
+        report.finish().await?;
+        import.report_key = Some(report_key);
+        self.reject(import, code, reason).await
     }
 
     async fn finish(
@@ -779,6 +861,9 @@ struct Chunk {
     rows: Vec<FeedWrite>,
     at: HashMap<String, usize>,
     bytes: usize,
+    /// Rows replaced by a later row of the same SKU: written, as far as a
+    /// top-to-bottom upsert goes, once the chunk is.
+    replaced: u64,
 }
 
 impl Chunk {
@@ -787,12 +872,11 @@ impl Chunk {
             && (self.rows.len() == MAX_ITEMS || self.bytes + w.size() > MAX_BYTES)
     }
 
-    fn add(&mut self, w: FeedWrite, counts: &mut Counts) {
+    fn add(&mut self, w: FeedWrite) {
         self.bytes += w.size();
         match self.at.get(&w.product.sku) {
             Some(&i) => {
-                // the earlier row was overwritten by this one: it counts as written
-                counts.ingested += 1;
+                self.replaced += 1;
                 self.rows[i] = w;
             }
             None => {

@@ -84,6 +84,27 @@ pub enum Scanned {
     Invalid { row: u64, errors: Vec<RowError> },
 }
 
+impl Scanned {
+    /// Roughly what it holds in memory, in bytes.
+    pub fn weight(&self) -> usize {
+        match self {
+            Scanned::Valid { product, .. } => {
+                256 + product.name.len()
+                    + product.description.len()
+                    + product
+                        .extra
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len() + 64)
+                        .sum::<usize>()
+            }
+            Scanned::Invalid { errors, .. } => errors
+                .iter()
+                .map(|e| 64 + e.field.len() + e.message.len())
+                .sum(),
+        }
+    }
+}
+
 /// Reads `input` with `adapter` and validates every row for `partner_id`,
 /// handing each to `each` in order (which may stop). A `FeedError` means the
 /// file as a whole cannot be read: the rows handed over before it must not

@@ -63,7 +63,8 @@ impl Errors {
     fn add(&mut self, field: &str, code: &'static str, message: impl Into<String>) {
         self.list.push(RowError {
             row: self.row,
-            field: field.to_owned(),
+            // a field's name as the file spelt it: short and printable in the report
+            field: crate::domain::text::printable(field, MAX_FIELD_NAME),
             code,
             message: message.into(),
         });
@@ -137,6 +138,15 @@ pub fn row(
             if V1_FIELDS.contains(&field.as_str()) || V2_FIELDS.contains(&field.as_str()) {
                 continue;
             }
+            // a name is stored as an attribute and echoed in the report
+            if !is_field_name(field) {
+                e.add(
+                    field,
+                    "invalid_field_name",
+                    format!("field names must be 1 to {MAX_FIELD_NAME} letters, digits, '.', '_' or '-', starting with a letter."),
+                );
+                continue;
+            }
             if extra.len() == MAX_EXTRA_FIELDS {
                 e.add(field, "too_many_fields", format!("a row may carry at most {MAX_EXTRA_FIELDS} fields the feed version does not define."));
                 break;
@@ -163,6 +173,17 @@ pub fn row(
         }),
         _ => Err(e.list),
     }
+}
+
+/// Longest name of a field the version does not define (v2 `extra`).
+pub const MAX_FIELD_NAME: usize = 64;
+
+fn is_field_name(name: &str) -> bool {
+    name.len() <= MAX_FIELD_NAME
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 fn is_identifier(value: &str, max: usize) -> bool {
@@ -553,6 +574,23 @@ mod tests {
         let errors = row("acme", 1, &r, FeedVersion::V2).unwrap_err();
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].code, "too_many_fields");
+    }
+
+    #[test]
+    fn unknown_field_names_are_checked_before_they_are_kept() {
+        let long = "n".repeat(100_000);
+        for name in ["=cmd", " x", "a\u{7}b", long.as_str(), "9lives"] {
+            let mut r = valid();
+            r.insert(name.to_owned(), "v".into());
+            let errors = row("acme", 1, &r, FeedVersion::V2).unwrap_err();
+            assert_eq!(errors.len(), 1, "{name:.20}");
+            assert_eq!(errors[0].code, "invalid_field_name");
+            assert!(errors[0].field.chars().count() <= MAX_FIELD_NAME + 1);
+            assert!(errors[0].message.len() < 200);
+        }
+        let mut r = valid();
+        r.insert("care.instructions-v2_en".into(), "wash cold".into());
+        assert_eq!(row("acme", 1, &r, FeedVersion::V2).unwrap().extra.len(), 1);
     }
 
     #[test]

@@ -1,24 +1,28 @@
 //! A feed's rows into the catalog (ADR 0022): up to 100 products per
-//! TransactWriteItems, each an UpdateItem with two conditions, so the rules
-//! hold per item without a lock and a batch costs one request:
+//! TransactWriteItems, each a PutItem with two conditions, so the rules hold
+//! per item without a lock and a chunk costs one request:
 //!
 //! - owner: the product does not exist, or `owner` is the feed's partner;
 //! - newer wins: the product has no `feed_stamp`, or a lower one
 //!   ([`crate::feeds::import::stamp`]).
 //!
-//! A transaction fails whole, so when some items fail their condition the
-//! others are sent again without them (their reasons, with the old item,
-//! say which rule failed). Stock is set from the feed; flash-sale shards are
+//! One consistent BatchGetItem first reads what the chunk names: it keeps
+//! each product's `created_at`, and leaves out the rows the conditions would
+//! refuse anyway. A transaction fails whole, so when some items still fail
+//! their condition (a write in between) the others are sent again without
+//! them (their reasons, with the old item, say which rule failed). The
+//! feed states the whole product, so a Put replaces it: stock from the feed,
+//! v2's attributes as the newest row gives them. Flash-sale shards are
 //! another table and never named here.
 
 use super::keys::{PK, catalog as keys};
 use super::transaction::{RETRY, Transaction};
-use super::{Item, StoreError, item_with_keys, string_attr};
+use super::{Item, StoreError, batch_get, item_with_keys, string_attr};
 use crate::domain::product::Product;
 use crate::feeds::import::stamp_import;
 use crate::feeds::{Dimensions, FeedProduct};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -85,9 +89,6 @@ struct Stored<'a> {
     feed_stamp: &'a str,
 }
 
-/// Attributes a feed may leave out: removed when the newest row lacks them.
-const OPTIONAL: [&str; 5] = ["brand", "manufacturer", "gtin", "dimensions", "extra"];
-
 #[derive(Clone, Debug)]
 pub struct FeedWriter {
     client: Client,
@@ -110,11 +111,36 @@ impl FeedWriter {
         rows: &[FeedWrite],
         now: DateTime<Utc>,
     ) -> Result<Vec<Applied>, StoreError> {
-        let updates = rows
-            .iter()
-            .map(|r| self.update(partner_id, r, now))
-            .collect::<Result<Vec<_>, _>>()?;
+        let keys = rows.iter().map(|r| keys::product(&r.product.sku)).collect();
+        let stored: HashMap<String, Item> = batch_get(&self.client, &self.table, keys, true)
+            .await?
+            .into_iter()
+            .filter_map(|item| {
+                let pk = item.get(PK)?.as_s().ok()?.clone();
+                Some((pk, item))
+            })
+            .collect();
         let mut answers: Vec<Option<Applied>> = vec![None; rows.len()];
+        let mut puts = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let old = keys::product(&row.product.sku)
+                .get(PK)
+                .and_then(|pk| pk.as_s().ok())
+                .and_then(|pk| stored.get(pk));
+            // what the conditions would refuse is not sent
+            let writable = old.is_none_or(|o| {
+                attr(o, "owner") == Some(partner_id)
+                    && attr(o, STAMP).is_none_or(|theirs| theirs < row.stamp.as_str())
+            });
+            if !writable {
+                answers[i] = Some(classify(partner_id, &row.stamp, old));
+            }
+            let created_at = old
+                .and_then(|o| attr(o, "created_at"))
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map_or(now, |t| t.with_timezone(&Utc));
+            puts.push(self.put(partner_id, row, created_at, now)?);
+        }
         let mut rounds = 0;
         loop {
             let pending: Vec<usize> = (0..rows.len()).filter(|&i| answers[i].is_none()).collect();
@@ -123,7 +149,7 @@ impl FeedWriter {
             }
             let mut tx = Transaction::new();
             for &i in &pending {
-                tx.push(i, updates[i].clone());
+                tx.push(i, puts[i].clone());
             }
             let cancelled = match tx.commit(&self.client).await? {
                 Ok(()) => {
@@ -158,10 +184,11 @@ impl FeedWriter {
             .collect())
     }
 
-    fn update(
+    fn put(
         &self,
         partner_id: &str,
         row: &FeedWrite,
+        created_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<TransactWriteItem, StoreError> {
         let p = &row.product;
@@ -174,7 +201,7 @@ impl FeedWriter {
                 category: p.category.clone(),
                 stock: p.stock,
                 owner: Some(partner_id.to_owned()),
-                created_at: now,
+                created_at,
                 updated_at: now,
             },
             brand: p.brand.as_deref(),
@@ -184,59 +211,35 @@ impl FeedWriter {
             extra: &p.extra,
             feed_stamp: &row.stamp,
         };
-        let mut item = item_with_keys(&stored, keys::product_keys(&p.sku, &p.category))?;
-        item.remove(PK);
-        item.remove(super::keys::SK);
-        let mut names = HashMap::from([
-            ("#pk".to_owned(), PK.to_owned()),
-            ("#owner".to_owned(), "owner".to_owned()),
-            ("#stamp".to_owned(), STAMP.to_owned()),
-        ]);
-        let mut values = HashMap::from([
-            (":owner".to_owned(), string_attr(partner_id)),
-            (":stamp".to_owned(), string_attr(&row.stamp)),
-        ]);
-        let mut sets = Vec::new();
-        for (i, (name, value)) in item.into_iter().enumerate() {
-            names.insert(format!("#a{i}"), name.clone());
-            values.insert(format!(":v{i}"), value);
-            sets.push(if name == "created_at" {
-                format!("#a{i} = if_not_exists(#a{i}, :v{i})")
-            } else {
-                format!("#a{i} = :v{i}")
-            });
-        }
-        let mut removes = Vec::new();
-        for (i, name) in OPTIONAL.iter().enumerate() {
-            if !names.values().any(|n| n == name) {
-                names.insert(format!("#r{i}"), (*name).to_owned());
-                removes.push(format!("#r{i}"));
-            }
-        }
-        let mut expression = format!("SET {}", sets.join(", "));
-        if !removes.is_empty() {
-            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
-        }
-        let update = Update::builder()
+        let item = item_with_keys(&stored, keys::product_keys(&p.sku, &p.category))?;
+        let put = Put::builder()
             .table_name(&self.table)
-            .set_key(Some(keys::product(&p.sku)))
-            .update_expression(expression)
+            .set_item(Some(item))
             .condition_expression(
                 "(attribute_not_exists(#pk) OR #owner = :owner) \
                  AND (attribute_not_exists(#stamp) OR #stamp < :stamp)",
             )
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#stamp", STAMP)
+            .expression_attribute_values(":owner", string_attr(partner_id))
+            .expression_attribute_values(":stamp", string_attr(&row.stamp))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()?;
-        Ok(TransactWriteItem::builder().update(update).build())
+        Ok(TransactWriteItem::builder().put(put).build())
     }
+}
+
+fn attr<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 /// Why an item failed its condition, from the item as it was.
 fn classify(partner_id: &str, stamp: &str, old: Option<&Item>) -> Applied {
-    let attr = |name: &str| old.and_then(|o| o.get(name)).and_then(|v| v.as_s().ok());
-    if attr("owner").map(String::as_str) != Some(partner_id) {
+    let attr = |name: &str| old.and_then(|o| attr(o, name));
+    if attr("owner") != Some(partner_id) {
         return Applied::NotOwner;
     }
     match attr(STAMP) {

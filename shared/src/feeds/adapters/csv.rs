@@ -17,6 +17,7 @@ impl Adapter for Csv {
         input: &mut dyn Read,
         each: &mut dyn FnMut(RawRow) -> ControlFlow<()>,
     ) -> Result<(), FeedError> {
+        let (input, start) = super::RowBytes::new(input);
         let mut records = ::csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -27,6 +28,12 @@ impl Adapter for Csv {
             Some(Err(e)) => return Err(error(&e, 0)),
             Some(Ok(h)) => h.iter().map(|f| f.trim().to_owned()).collect(),
         };
+        if header.len() > super::MAX_ROW_FIELDS {
+            return Err(FeedError::RowTooLarge {
+                limit: super::MAX_ROW_BYTES,
+            });
+        }
+        start.next_row();
         let mut seen = std::collections::HashSet::new();
         if let Some(dup) = header.iter().find(|h| !seen.insert(h.as_str())) {
             return Err(FeedError::Malformed {
@@ -54,6 +61,7 @@ impl Adapter for Csv {
             if each(row).is_break() {
                 break;
             }
+            start.next_row();
         }
         Ok(())
     }

@@ -4,9 +4,10 @@
 //! loop and handed over at once, so only one product is ever held: serde
 //! JSON's `StreamDeserializer` would not stream the elements of one array.
 //!
-//! Nested objects are flattened with dots (`dimensions.length`); numbers keep
-//! the text serde JSON prints for them (`12.99`), never summed or rounded
-//! here; `null` is an absent field; arrays are kept as JSON text (`extra`).
+//! Nested objects are flattened with dots (`dimensions.length`); a number is
+//! kept as the exact text the file wrote (`19.999999999999999` stays that,
+//! and is then refused for its decimals: it never passes through a float);
+//! `null` is an absent field; arrays are kept as JSON text (`extra`).
 //! Anything else (not JSON, nesting deeper than serde JSON's 128 levels, a
 //! product that is not an object, content after the document) makes the
 //! file unreadable.
@@ -14,7 +15,7 @@
 use super::{Adapter, ControlFlow, FeedError};
 use crate::feeds::RawRow;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 use std::fmt;
 use std::io::Read;
 
@@ -26,12 +27,14 @@ impl Adapter for Json {
         input: &mut dyn Read,
         each: &mut dyn FnMut(RawRow) -> ControlFlow<()>,
     ) -> Result<(), FeedError> {
+        let (input, start) = super::RowBytes::new(input);
         let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(input));
         let mut state = State {
             each,
             rows: 0,
             stopped: false,
             empty: true,
+            start,
         };
         let read = Document { state: &mut state }.deserialize(&mut de);
         let rows = state.rows;
@@ -40,7 +43,7 @@ impl Adapter for Json {
             _ if state.stopped => Ok(()),
             Ok(()) => de.end().map_err(|e| malformed(rows + 1, &e)),
             Err(e) if e.is_eof() && state.empty => Err(FeedError::Empty),
-            Err(e) if e.is_io() => Err(FeedError::Read(e.to_string())),
+            Err(e) if e.is_io() => Err(FeedError::from_io(&std::io::Error::from(e))),
             Err(e)
                 if {
                     let m = e.to_string();
@@ -66,6 +69,7 @@ struct State<'a> {
     rows: u64,
     stopped: bool,
     empty: bool,
+    start: super::RowStart,
 }
 
 /// The whole document: an array, or an object with `products`.
@@ -137,40 +141,102 @@ impl<'de> Visitor<'de> for Products<'_, '_> {
 }
 
 /// One element at a time: read it, hand it over, forget it.
+/// One product: each member's value as the exact text of the file.
+type Object = Vec<(String, Box<RawValue>)>;
+
 fn products<'de, A: SeqAccess<'de>>(state: &mut State<'_>, mut seq: A) -> Result<(), A::Error> {
-    while let Some(element) = seq.next_element::<Value>()? {
-        let Value::Object(object) = element else {
-            return Err(serde::de::Error::custom("a product must be an object"));
+    while let Some(element) = seq.next_element::<Box<RawValue>>()? {
+        let object: Object = match element.get().trim_start().as_bytes().first() {
+            Some(b'{') => members(element.get()).map_err(serde::de::Error::custom)?,
+            _ => return Err(serde::de::Error::custom("a product must be an object")),
         };
+        drop(element);
         state.rows += 1;
         let mut row = RawRow::new();
-        flatten("", object, &mut row);
+        flatten("", object, &mut row, 0).map_err(serde::de::Error::custom)?;
         if (state.each)(row).is_break() {
             state.stopped = true;
             return Ok(());
         }
+        state.start.next_row();
     }
     Ok(())
 }
 
-fn flatten(prefix: &str, object: Map<String, Value>, row: &mut RawRow) {
+/// An object's members, in order, their values unparsed.
+fn members(text: &str) -> Result<Object, serde_json::Error> {
+    let members: Members = serde_json::from_str(text)?;
+    Ok(members.0)
+}
+
+struct Members(Object);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Members, M::Error> {
+                let mut out = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if out.len() == super::MAX_ROW_FIELDS {
+                        return Err(serde::de::Error::custom(format!(
+                            "a product has more than {} fields",
+                            super::MAX_ROW_FIELDS
+                        )));
+                    }
+                    out.push((key, map.next_value::<Box<RawValue>>()?));
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Objects nested in a product this deep at most (`dimensions.length` is 1).
+const MAX_DEPTH: usize = 8;
+
+fn flatten(
+    prefix: &str,
+    object: Object,
+    row: &mut RawRow,
+    depth: usize,
+) -> Result<(), serde_json::Error> {
+    if depth > MAX_DEPTH {
+        return Err(serde::de::Error::custom(format!(
+            "objects nest deeper than {MAX_DEPTH} levels in a product"
+        )));
+    }
     for (key, value) in object {
         let name = if prefix.is_empty() {
             key
         } else {
             format!("{prefix}.{key}")
         };
-        match value {
-            Value::Null => {}
-            Value::String(s) => {
-                row.insert(name, s);
+        let text = value.get().trim();
+        match text.as_bytes().first() {
+            Some(b'n') => {}
+            Some(b'"') => {
+                row.insert(name, serde_json::from_str::<String>(text)?);
             }
-            Value::Object(inner) => flatten(&name, inner, row),
-            other => {
-                row.insert(name, other.to_string());
+            Some(b'{') => flatten(&name, members(text)?, row, depth + 1)?,
+            // numbers as written; booleans and arrays as JSON text
+            _ => {
+                row.insert(name, text.to_owned());
             }
         }
+        if row.len() > super::MAX_ROW_FIELDS {
+            return Err(serde::de::Error::custom(format!(
+                "a product has more than {} fields",
+                super::MAX_ROW_FIELDS
+            )));
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -244,15 +310,80 @@ mod tests {
     }
 
     #[test]
+    fn numbers_keep_the_text_the_file_wrote() {
+        let rows = collect(
+            &Json,
+            br#"[{"price": 19.999999999999999, "quantity": 1e3, "big": 123456789012345678901234567890, "ok": true}]"#,
+        )
+        .unwrap();
+        assert_eq!(rows[0]["price"], "19.999999999999999");
+        assert_eq!(rows[0]["quantity"], "1e3");
+        assert_eq!(rows[0]["big"], "123456789012345678901234567890");
+        assert_eq!(rows[0]["ok"], "true");
+        let refused = crate::feeds::validate::row(
+            "acme",
+            1,
+            &{
+                let mut r = rows[0].clone();
+                r.extend(
+                    [
+                        ("sku", "A"),
+                        ("name", "A"),
+                        ("currency", "EUR"),
+                        ("category", "c"),
+                    ]
+                    .map(|(k, v)| (k.to_owned(), v.to_owned())),
+                );
+                r.insert("quantity".into(), "1".into());
+                r
+            },
+            crate::feeds::FeedVersion::V1,
+        );
+        assert!(refused.unwrap_err().iter().any(|e| e.field == "price"));
+    }
+
+    #[test]
+    fn one_endless_product_is_refused_not_held() {
+        let huge = format!(
+            "[{{\"sku\":\"{}\"}}]",
+            "x".repeat(super::super::MAX_ROW_BYTES + (128 << 10))
+        );
+        assert!(matches!(
+            collect(&Json, huge.as_bytes()),
+            Err(FeedError::RowTooLarge { .. })
+        ));
+        let wide: String = (0..=super::super::MAX_ROW_FIELDS)
+            .map(|i| format!("\"f{i}\":1"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(matches!(
+            collect(&Json, format!("[{{{wide}}}]").as_bytes()),
+            Err(FeedError::Malformed { .. })
+        ));
+        // the limit is per product: many products of ordinary size read fine
+        let many = format!(
+            "[{}]",
+            vec![r#"{"sku":"A","name":"a fine product"}"#; 200_000].join(",")
+        );
+        assert_eq!(collect(&Json, many.as_bytes()).unwrap().len(), 200_000);
+    }
+
+    #[test]
     fn a_nesting_bomb_is_refused_not_recursed() {
-        let bomb = format!(
+        let objects = format!("[{}1{}]", "{\"a\":".repeat(100_000), "}".repeat(100_000));
+        assert!(matches!(
+            collect(&Json, objects.as_bytes()),
+            Err(FeedError::Malformed { .. })
+        ));
+        // an array is a field's JSON text: deep, but read without recursing
+        let arrays = format!(
             "[{{\"a\":{}1{}}}]",
             "[".repeat(100_000),
             "]".repeat(100_000)
         );
-        assert!(matches!(
-            collect(&Json, bomb.as_bytes()),
-            Err(FeedError::Malformed { .. })
-        ));
+        assert_eq!(
+            collect(&Json, arrays.as_bytes()).unwrap()[0]["a"].len(),
+            200_001
+        );
     }
 }

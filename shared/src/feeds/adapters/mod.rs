@@ -29,6 +29,8 @@ pub enum FeedError {
     TooLarge { limit: u64 },
     #[error("the gzip stream is truncated or corrupt: {0}")]
     BadGzip(String),
+    #[error("a row is longer than {limit} bytes or has more than {MAX_ROW_FIELDS} fields")]
+    RowTooLarge { limit: usize },
     #[error("the file could not be read: {0}")]
     Read(String),
 }
@@ -42,6 +44,7 @@ impl FeedError {
             FeedError::Malformed { .. } => "malformed",
             FeedError::TooLarge { .. } => "too_large",
             FeedError::BadGzip(_) => "bad_gzip",
+            FeedError::RowTooLarge { .. } => "row_too_large",
             FeedError::Read(_) => "unreadable",
         }
     }
@@ -60,6 +63,60 @@ impl FeedError {
 
     fn into_io(self) -> std::io::Error {
         std::io::Error::new(std::io::ErrorKind::InvalidData, self)
+    }
+}
+
+/// The most bytes one row may take in the file: a field of a million
+/// characters is a row's error (`too_long`), more than this is the file's.
+pub const MAX_ROW_BYTES: usize = 2 << 20;
+/// The most fields one row may have: 10,000 columns are a row's error
+/// (`too_many_fields`), more than this the file's.
+pub const MAX_ROW_FIELDS: usize = 20_000;
+
+/// Caps what one row may read, so one endless row cannot hold the file in
+/// memory: the adapter calls [`RowBytes::next_row`] at each row's start; a
+/// row that reads more than [`MAX_ROW_BYTES`] (give or take one buffer)
+/// fails the read with [`FeedError::RowTooLarge`].
+pub struct RowBytes<R> {
+    inner: R,
+    since: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+/// The adapter's handle on a [`RowBytes`] reader.
+#[derive(Clone, Default)]
+pub struct RowStart(std::rc::Rc<std::cell::Cell<usize>>);
+
+impl RowStart {
+    pub fn next_row(&self) {
+        self.0.set(0);
+    }
+}
+
+impl<R: Read> RowBytes<R> {
+    pub fn new(inner: R) -> (Self, RowStart) {
+        let start = RowStart::default();
+        (
+            Self {
+                inner,
+                since: start.0.clone(),
+            },
+            start,
+        )
+    }
+}
+
+impl<R: Read> Read for RowBytes<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let since = self.since.get() + n;
+        self.since.set(since);
+        if since > MAX_ROW_BYTES + (64 << 10) {
+            return Err(FeedError::RowTooLarge {
+                limit: MAX_ROW_BYTES,
+            }
+            .into_io());
+        }
+        Ok(n)
     }
 }
 

@@ -7,9 +7,9 @@
 //! is handed over: quick-xml never expands a DTD's entities, and a feed has
 //! no use for one, so the billion-laughs family ends there. The predefined
 //! entities (`&amp;` ...) and character references are resolved; any other
-//! entity is an error. No single piece of markup or text may run past
-//! [`MAX_RUN`] bytes, so one endless text node cannot hold the whole file in
-//! memory.
+//! entity is an error. One product may not take more than
+//! [`super::MAX_ROW_BYTES`] of the file, so one endless text node cannot hold
+//! the whole file in memory.
 
 use super::{Adapter, ControlFlow, FeedError};
 use crate::feeds::RawRow;
@@ -18,10 +18,6 @@ use std::io::{BufReader, Read};
 
 pub struct Xml;
 
-/// The longest stretch of bytes without a `<`: one text node or tag. Far
-/// above any field's limit, so a too-long field is a row's error, not the
-/// file's.
-pub const MAX_RUN: usize = 4 << 20;
 /// Nesting below `<product>`: `dimensions.length` is 2.
 const MAX_DEPTH: usize = 4;
 
@@ -31,10 +27,8 @@ impl Adapter for Xml {
         input: &mut dyn Read,
         each: &mut dyn FnMut(RawRow) -> ControlFlow<()>,
     ) -> Result<(), FeedError> {
-        let mut reader = quick_xml::Reader::from_reader(BufReader::new(RunLimit {
-            inner: input,
-            run: 0,
-        }));
+        let (input, start) = super::RowBytes::new(input);
+        let mut reader = quick_xml::Reader::from_reader(BufReader::new(input));
         let mut buf = Vec::new();
         let mut rows = 0u64;
         // the open fields inside a product, each with whether it holds fields
@@ -152,6 +146,11 @@ impl Adapter for Xml {
                             name.push('.');
                         }
                         name.push_str(&field);
+                        if fields.len() == super::MAX_ROW_FIELDS {
+                            return Err(FeedError::RowTooLarge {
+                                limit: super::MAX_ROW_BYTES,
+                            });
+                        }
                         if fields.contains_key(&name) {
                             return Err(fail(format!("the field {} is given twice", short(&name))));
                         }
@@ -165,6 +164,7 @@ impl Adapter for Xml {
                         if each(done).is_break() {
                             return Ok(());
                         }
+                        start.next_row();
                     }
                     // the root closes: nothing may follow but comments
                     (_, None) => return finish(&mut reader, &mut buf, at),
@@ -220,45 +220,11 @@ fn short(s: &str) -> String {
 fn error(e: quick_xml::Error, row: u64) -> FeedError {
     match e {
         quick_xml::Error::Encoding(_) => FeedError::BadUtf8 { row },
-        quick_xml::Error::Io(io) if io.get_ref().is_some_and(|i| i.is::<RunTooLong>()) => {
-            FeedError::Malformed {
-                row,
-                reason: format!("more than {MAX_RUN} bytes of text or markup in one piece"),
-            }
-        }
         quick_xml::Error::Io(io) => FeedError::from_io(&io),
         other => FeedError::Malformed {
             row,
             reason: crate::domain::text::printable(&other.to_string(), 200),
         },
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("a run of more than {MAX_RUN} bytes without markup")]
-struct RunTooLong;
-
-/// Fails the read once more than [`MAX_RUN`] bytes pass without a `<`.
-struct RunLimit<R> {
-    inner: R,
-    run: usize,
-}
-
-impl<R: Read> Read for RunLimit<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let chunk = &buf[..n];
-        self.run = match chunk.iter().rposition(|&b| b == b'<') {
-            Some(last) => n - last - 1,
-            None => self.run + n,
-        };
-        if self.run > MAX_RUN {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                RunTooLong,
-            ));
-        }
-        Ok(n)
     }
 }
 
@@ -380,10 +346,13 @@ mod tests {
             collect(&Xml, long.as_bytes()).unwrap()[0]["name"].len(),
             1_000_000
         );
-        let endless = format!("<products><product><name>{}", "x".repeat(MAX_RUN + 10));
+        let endless = format!(
+            "<products><product><name>{}",
+            "x".repeat(super::super::MAX_ROW_BYTES + (128 << 10))
+        );
         assert!(matches!(
             collect(&Xml, endless.as_bytes()),
-            Err(FeedError::Malformed { ref reason, .. }) if reason.contains("in one piece")
+            Err(FeedError::RowTooLarge { .. })
         ));
     }
 }

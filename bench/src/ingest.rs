@@ -1,0 +1,466 @@
+//! `bench-ingest`: partner feeds, measured three ways in one run (issue 10).
+//!
+//! (a) parse + validate alone, on one core: the scan feed-ingest runs, over a
+//!     deterministic feed of N rows held in memory, for CSV, JSON and XML;
+//! (b) end to end: the feed dropped in the local bucket, S3's notification,
+//!     feed-ingest in a process of its own (as on Lambda) until the import
+//!     is completed; beside it, on the same emulator in the same run, the
+//!     emulator's own best unconditional write rate at the same concurrency
+//!     (single PutItem, and 25-item BatchWriteItem), and the ratio;
+//! (c) the ingest process's peak RSS (`VmHWM`) at N and at BIG rows.
+//!
+//! Every import must end `completed` with every row ingested, or the
+//! benchmark fails.
+
+use clap::Parser;
+use flashcart_local::LocalStack;
+use flashcart_local::pollers::QueuePoller;
+use shared::feeds::FeedVersion;
+use shared::feeds::adapters::{self, ADAPTERS, ControlFlow};
+use shared::feeds::import::{ImportStatus, Validation};
+use shared::feeds::scan::{Scanned, scan};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
+fn say(text: &str) {
+    println!("{text}");
+}
+
+macro_rules! say {
+    ($($t:tt)*) => {
+        say(&format!($($t)*))
+    };
+}
+
+const PARTNER: &str = "bench-partner";
+/// The child's environment (the function's, resolved), as JSON.
+const CHILD_ENV: &str = "FLASHCART_BENCH_INGEST_ENV";
+
+#[derive(Parser, Clone)]
+#[command(
+    about = "Partner feed ingest: parse rate, end-to-end rate against the bare emulator, peak RSS"
+)]
+struct Args {
+    /// Rows of the feed.
+    #[arg(long, env = "N", default_value_t = 100_000)]
+    rows: usize,
+    /// Rows of the second feed, for the peak RSS comparison (0: skip it).
+    #[arg(long, env = "BIG", default_value_t = 1_000_000)]
+    big: usize,
+    /// Transactions in flight (the template's FeedWriteConcurrency); the
+    /// baselines run at the same concurrency.
+    #[arg(long, env = "C", default_value_t = 4)]
+    concurrency: usize,
+    /// Items written by each baseline.
+    #[arg(long, default_value_t = 20_000)]
+    bare: usize,
+    /// Internal: run as the ingest process.
+    #[arg(long, hide = true)]
+    child: bool,
+}
+
+/// Row `i` of the deterministic feed.
+fn fields(i: usize) -> [String; 7] {
+    [
+        format!("SKU-{i:07}"),
+        format!("Product {i}, deterministic"),
+        format!("{}.{:02}", 1 + i % 500, i % 100),
+        "EUR".to_owned(),
+        (i % 1000).to_string(),
+        format!("cat-{}", i % 20),
+        format!("Product number {i} of the benchmark feed: sturdy, plain and \"quoted\"."),
+    ]
+}
+
+const NAMES: [&str; 7] = [
+    "sku",
+    "name",
+    "price",
+    "currency",
+    "quantity",
+    "category",
+    "description",
+];
+
+fn feed(format: &str, n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n * 160);
+    match format {
+        "csv" => {
+            out.extend_from_slice(NAMES.join(",").as_bytes());
+            out.push(b'\n');
+            for i in 0..n {
+                let row: Vec<String> = fields(i)
+                    .iter()
+                    .map(|f| {
+                        if f.contains([',', '"']) {
+                            format!("\"{}\"", f.replace('"', "\"\""))
+                        } else {
+                            f.clone()
+                        }
+                    })
+                    .collect();
+                out.extend_from_slice(row.join(",").as_bytes());
+                out.push(b'\n');
+            }
+        }
+        "json" => {
+            out.push(b'[');
+            for i in 0..n {
+                if i > 0 {
+                    out.extend_from_slice(b",\n");
+                }
+                let object: serde_json::Map<String, serde_json::Value> = NAMES
+                    .iter()
+                    .zip(fields(i))
+                    .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v)))
+                    .collect();
+                out.extend_from_slice(serde_json::Value::Object(object).to_string().as_bytes());
+            }
+            out.extend_from_slice(b"]\n");
+        }
+        _ => {
+            out.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<products>\n");
+            for i in 0..n {
+                out.extend_from_slice(b"<product>");
+                for (k, v) in NAMES.iter().zip(fields(i)) {
+                    let v = v
+                        .replace('&', "&amp;")
+                        .replace('<', "&lt;")
+                        .replace('"', "&quot;");
+                    out.extend_from_slice(format!("<{k}>{v}</{k}>").as_bytes());
+                }
+                out.extend_from_slice(b"</product>\n");
+            }
+            out.extend_from_slice(b"</products>\n");
+        }
+    }
+    out
+}
+
+/// (a): rows per second of read + validate, best of three, one thread.
+fn parse_rate(format: &str, n: usize) -> Result<(f64, usize), Error> {
+    let data = feed(format, n);
+    let adapter = adapters::find(ADAPTERS, format, FeedVersion::V1).ok_or("no adapter")?;
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let mut valid = 0usize;
+        let started = Instant::now();
+        scan(
+            adapter,
+            &mut &data[..],
+            PARTNER,
+            FeedVersion::V1,
+            &mut |s| {
+                valid += usize::from(matches!(s, Scanned::Valid { .. }));
+                ControlFlow::Continue(())
+            },
+        )?;
+        best = best.min(started.elapsed().as_secs_f64());
+        if valid != n {
+            return Err(format!("{format}: {valid} of {n} rows valid").into());
+        }
+    }
+    Ok((n as f64 / best, data.len()))
+}
+
+/// The ingest process: feed-ingest on the feed queue until it is empty.
+async fn child() -> Result<(), Error> {
+    let env: BTreeMap<String, String> = serde_json::from_str(&std::env::var(CHILD_ENV)?)?;
+    let sdk = flashcart_local::sdk_config(false).await?;
+    let source = |k: &str| env.get(k).cloned();
+    let deps = Arc::new(feed_ingest::Deps::from_source(&source, &sdk)?);
+    let queue_url = env.get("FEED_EVENTS_QUEUE_URL").ok_or("no queue")?.clone();
+    let handler: flashcart_local::functions::SqsFn = Arc::new(move |event| {
+        let deps = deps.clone();
+        Box::pin(async move { feed_ingest::handle(&deps, event).await })
+    });
+    let poller = QueuePoller {
+        sqs: aws_sdk_sqs::Client::new(&sdk),
+        queue: flashcart_local::bootstrap::Queue {
+            name: queue_url.rsplit('/').next().unwrap_or_default().to_owned(),
+            arn: String::new(),
+            url: queue_url,
+        },
+        region: sdk.region().map(ToString::to_string).unwrap_or_default(),
+        batch_size: 1,
+        handler,
+    };
+    let mut worked = false;
+    loop {
+        let p = poller.poll_once(Duration::from_secs(2)).await?;
+        if p.failed > 0 {
+            return Err("feed-ingest failed a message".into());
+        }
+        if p.received == 0 && worked {
+            break;
+        }
+        worked |= p.received > 0;
+    }
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .map(|v| v.trim().trim_end_matches(" kB").trim().to_owned())
+        .unwrap_or_default();
+    say!("{{\"vmhwm_kb\": {hwm}}}");
+    Ok(())
+}
+
+struct Run {
+    seconds: f64,
+    rss_mb: f64,
+}
+
+/// (b) and (c): drops a feed of `n` rows and runs the ingest process on it.
+async fn end_to_end(stack: &LocalStack, n: usize, concurrency: usize) -> Result<Run, Error> {
+    let mut env = stack
+        .template
+        .function_env("FeedIngestFunction", &stack.stack)?;
+    env.insert("FEED_WRITE_CONCURRENCY".into(), concurrency.to_string());
+    let body = feed("csv", n);
+    let key = format!("incoming/{PARTNER}/feed-{n}.csv");
+    aws_sdk_s3::Client::new(&stack.sdk)
+        .put_object()
+        .bucket(stack.stack.bucket("FeedsBucket"))
+        .key(&key)
+        .body(body.into())
+        .send()
+        .await?;
+    let started = Instant::now();
+    let out = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("--child")
+        .env(CHILD_ENV, serde_json::to_string(&env)?)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !out.status.success() {
+        return Err(format!("the ingest process failed: {}", out.status).into());
+    }
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let rss_kb = report["vmhwm_kb"].as_f64().ok_or("no VmHWM")?;
+    let imports = shared::store::imports::ImportStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        stack.stack.table("PartnersTable"),
+    );
+    let dynamo = aws_sdk_dynamodb::Client::new(&stack.sdk);
+    let found = dynamo
+        .query()
+        .table_name(stack.stack.table("PartnersTable"))
+        .index_name("by_partner")
+        .key_condition_expression("gsi1pk = :p")
+        .expression_attribute_values(
+            ":p",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("PARTNER#{PARTNER}")),
+        )
+        .send()
+        .await?;
+    let mut done = None;
+    for item in found.items() {
+        let import: shared::feeds::import::Import = serde_dynamo::from_item(item.clone())?;
+        if import.source.key == key {
+            done = imports.get(&import.import_id).await?;
+        }
+    }
+    let import = done.ok_or("no import record")?;
+    if import.status != ImportStatus::Completed || import.counts.ingested != n as u64 {
+        return Err(format!("import ended {:?} with {:?}", import.status, import.counts).into());
+    }
+    Ok(Run {
+        seconds,
+        rss_mb: rss_kb / 1024.0,
+    })
+}
+
+/// Unconditional writes of product-sized items from `c` tasks: single
+/// PutItem, or BatchWriteItem of `batch` (unprocessed items sent again).
+async fn bare_writes(
+    stack: &LocalStack,
+    items: usize,
+    c: usize,
+    batch: usize,
+) -> Result<f64, Error> {
+    use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+    let client = aws_sdk_dynamodb::Client::new(&stack.sdk);
+    let table = stack.stack.table("CatalogTable").to_owned();
+    let next = Arc::new(AtomicUsize::new(0));
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let item = move |i: usize| -> BTreeMap<String, AttributeValue> {
+        let f = fields(i);
+        [
+            ("pk", format!("PRODUCT#bare{batch}{tag}:{}", f[0])),
+            ("sk", "PRODUCT".into()),
+            ("name", f[1].clone()),
+            ("description", f[6].clone()),
+            ("category", f[5].clone()),
+            ("gsi1pk", format!("CATEGORY#{}", f[5])),
+            ("gsi1sk", f[0].clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), AttributeValue::S(v)))
+        .chain([("stock".to_owned(), AttributeValue::N(f[4].clone()))])
+        .collect()
+    };
+    let item = Arc::new(item);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..c.max(1) {
+        let (client, table, next, item) =
+            (client.clone(), table.clone(), next.clone(), item.clone());
+        tasks.spawn(async move {
+            loop {
+                let from = next.fetch_add(batch, Ordering::Relaxed);
+                if from >= items {
+                    return Ok::<(), Error>(());
+                }
+                let to = (from + batch).min(items);
+                if batch == 1 {
+                    client
+                        .put_item()
+                        .table_name(&table)
+                        .set_item(Some(item(from).into_iter().collect()))
+                        .send()
+                        .await?;
+                    continue;
+                }
+                let mut requests = Vec::with_capacity(to - from);
+                for i in from..to {
+                    let put = PutRequest::builder()
+                        .set_item(Some(item(i).into_iter().collect()))
+                        .build()?;
+                    requests.push(WriteRequest::builder().put_request(put).build());
+                }
+                while !requests.is_empty() {
+                    let out = client
+                        .batch_write_item()
+                        .request_items(&table, requests)
+                        .send()
+                        .await?;
+                    requests = out
+                        .unprocessed_items
+                        .and_then(|mut u| u.remove(&table))
+                        .unwrap_or_default();
+                }
+            }
+        });
+    }
+    for r in tasks.join_all().await {
+        r?;
+    }
+    Ok(items as f64 / started.elapsed().as_secs_f64())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let args = Args::parse();
+    if args.child {
+        return child().await;
+    }
+    std::env::var("AWS_ENDPOINT_URL")
+        .map_err(|_| "run through `make bench-ingest` (needs AWS_ENDPOINT_URL)")?;
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    say!(
+        "bench-ingest: N = {} rows, BIG = {}, C = {} transactions in flight, {cores} cores",
+        args.rows,
+        args.big,
+        args.concurrency
+    );
+
+    say!("\n(a) read + validate, one thread, best of 3");
+    for (format, target) in [
+        ("csv", 1_000_000.0),
+        ("json", 500_000.0),
+        ("xml", 300_000.0),
+    ] {
+        let (rate, bytes) = parse_rate(format, args.rows)?;
+        say!(
+            "  {format:<4} {:>10.0} rows/s  ({:.1} MB, target {target:.0}: {})",
+            rate,
+            bytes as f64 / 1e6,
+            if rate >= target { "met" } else { "NOT met" }
+        );
+    }
+
+    let sdk = flashcart_local::sdk_config(false).await?;
+    let prefix = format!("bingest{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let stack = LocalStack::deploy(
+        sdk,
+        &prefix,
+        shared::config::Secret::from(flashcart_local::jwt::DEFAULT_SECRET),
+        &[],
+    )
+    .await?;
+    let outcome = measure(&stack, &args).await;
+    stack.destroy().await;
+    outcome
+}
+
+async fn measure(stack: &LocalStack, args: &Args) -> Result<(), Error> {
+    let now = chrono::Utc::now();
+    shared::store::partners::PartnerStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        stack.stack.table("PartnersTable"),
+    )
+    .create(
+        &shared::store::partners::Partner {
+            partner_id: PARTNER.into(),
+            name: "Bench".into(),
+            created_at: now,
+            feed_version: 1,
+            validation: Validation::Lenient,
+        },
+        &shared::store::partners::ApiKeyRecord {
+            key_id: "benchkey".into(),
+            partner_id: PARTNER.into(),
+            secret_hash: "00".repeat(32),
+            created_at: now,
+            revoked_at: None,
+        },
+    )
+    .await?;
+
+    say!(
+        "\n(b) end to end against the local emulator, and its bare write rate at C = {}",
+        args.concurrency
+    );
+    let put = bare_writes(stack, args.bare, args.concurrency, 1).await?;
+    let batch = bare_writes(stack, args.bare, args.concurrency, 25).await?;
+    let run = end_to_end(stack, args.rows, args.concurrency).await?;
+    let rate = args.rows as f64 / run.seconds;
+    let best = put.max(batch);
+    say!("  bare PutItem             {put:>9.0} items/s");
+    say!("  bare BatchWriteItem (25) {batch:>9.0} items/s");
+    say!(
+        "  feed of {} rows: drop -> completed in {:.1} s = {rate:.0} rows/s; ratio to the best bare rate {:.2} (target 0.7: {})",
+        args.rows,
+        run.seconds,
+        rate / best,
+        if rate / best >= 0.7 { "met" } else { "NOT met" }
+    );
+
+    say!("\n(c) the ingest process's peak RSS");
+    say!("  N = {:>9}: {:.1} MB", args.rows, run.rss_mb);
+    if args.big > 0 {
+        let big = end_to_end(stack, args.big, args.concurrency).await?;
+        let growth = big.rss_mb / run.rss_mb - 1.0;
+        say!(
+            "  N = {:>9}: {:.1} MB ({:.1} s end to end, {:.0} rows/s); growth {:+.1}% (target under 64 MB and within 10%: {})",
+            args.big,
+            big.rss_mb,
+            big.seconds,
+            args.big as f64 / big.seconds,
+            growth * 100.0,
+            if big.rss_mb < 64.0 && run.rss_mb < 64.0 && growth.abs() <= 0.10 {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+    }
+    Ok(())
+}
