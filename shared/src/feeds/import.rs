@@ -128,6 +128,9 @@ pub struct Import {
     /// Every row was read and validated, and the report written.
     #[serde(default)]
     pub validated: bool,
+    /// When that was (the first pass's end).
+    #[serde(default, with = "ts::option", skip_serializing_if = "Option::is_none")]
+    pub validated_at: Option<DateTime<Utc>>,
     /// Applying: every valid row numbered below this one has been written.
     #[serde(default)]
     pub next_row: u64,

@@ -32,8 +32,6 @@ use crate::store::feed_writes::{Applied, FeedWrite, FeedWriter, MAX_BYTES, MAX_I
 use crate::store::imports::{Claim, ImportStore};
 use crate::store::partners::PartnerStore;
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -258,6 +256,7 @@ impl Ingest {
                     validation: None,
                     counts: Counts::default(),
                     validated: false,
+                    validated_at: None,
                     next_row: 1,
                     run: 1,
                     lease_until: lease,
@@ -414,6 +413,7 @@ impl Ingest {
             }
             import.validated = true;
             import.updated_at = self.clock.now();
+            import.validated_at = Some(import.updated_at);
             if !self.imports.save(&import).await? {
                 return Ok(Outcome::Skipped("stale"));
             }
@@ -554,7 +554,10 @@ impl Ingest {
         let (mut rx, reader) = self.read(body, key, adapter, version, &import.partner_id);
         let partner = import.partner_id.clone();
         let now = self.clock.now();
-        let mut in_flight = FuturesUnordered::new();
+        // spawned, not merely pushed into a FuturesUnordered: a transaction
+        // must go on while this loop waits for rows, not only while it waits
+        // for a transaction
+        let mut in_flight = tokio::task::JoinSet::new();
         let mut chunk = Chunk::default();
         let mut dispatched_through = import.next_row.saturating_sub(1);
         let first = import.next_row;
@@ -578,11 +581,11 @@ impl Ingest {
                     dispatched_through = row - 1;
                     let full = std::mem::take(&mut chunk);
                     counts.ingested += full.replaced;
-                    in_flight.push(self.write_chunk(&partner, full, now));
+                    in_flight.spawn(self.write_chunk(&partner, full, now));
                 }
                 chunk.add(write);
                 while in_flight.len() >= self.settings.concurrency.max(1) {
-                    match in_flight.next().await {
+                    match in_flight.join_next().await.map(flatten) {
                         Some(Ok(done)) => add(&mut counts, &done),
                         Some(Err(e)) => {
                             failed = Some(e);
@@ -609,12 +612,12 @@ impl Ingest {
             } else if !chunk.rows.is_empty() {
                 dispatched_through = u64::MAX - 1;
                 counts.ingested += chunk.replaced;
-                in_flight.push(self.write_chunk(&partner, std::mem::take(&mut chunk), now));
+                in_flight.spawn(self.write_chunk(&partner, std::mem::take(&mut chunk), now));
             } else {
                 dispatched_through = u64::MAX - 1;
             }
         }
-        while let Some(done) = in_flight.next().await {
+        while let Some(done) = in_flight.join_next().await.map(flatten) {
             match done {
                 Ok(done) => add(&mut counts, &done),
                 Err(e) => failed = failed.or(Some(e)),
@@ -632,13 +635,14 @@ impl Ingest {
         Ok(Pass::Done)
     }
 
-    async fn write_chunk(
+    fn write_chunk(
         &self,
         partner: &str,
         chunk: Chunk,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Applied>, IngestError> {
-        Ok(self.writer.apply(partner, &chunk.rows, now).await?)
+    ) -> impl Future<Output = Result<Vec<Applied>, IngestError>> + Send + 'static {
+        let (writer, partner) = (self.writer.clone(), partner.to_owned());
+        async move { Ok(writer.apply(&partner, &chunk.rows, now).await?) }
     }
 
     /// Streams `body` through the adapter on a blocking thread.
@@ -837,6 +841,13 @@ impl Ingest {
 struct Stops {
     hard: Instant,
     soft: Instant,
+}
+
+/// A spawned write's answer, its panic an error like any other.
+fn flatten(
+    joined: Result<Result<Vec<Applied>, IngestError>, tokio::task::JoinError>,
+) -> Result<Vec<Applied>, IngestError> {
+    joined.map_err(|e| IngestError::Thread(e.to_string()))?
 }
 
 enum Held {

@@ -17,7 +17,7 @@
 
 use super::keys::{PK, catalog as keys};
 use super::transaction::{RETRY, Transaction};
-use super::{Item, StoreError, batch_get, item_with_keys, string_attr};
+use super::{Item, StoreError, batch_get_only, item_with_keys, string_attr};
 use crate::domain::product::Product;
 use crate::feeds::import::stamp_import;
 use crate::feeds::{Dimensions, FeedProduct};
@@ -112,14 +112,17 @@ impl FeedWriter {
         now: DateTime<Utc>,
     ) -> Result<Vec<Applied>, StoreError> {
         let keys = rows.iter().map(|r| keys::product(&r.product.sku)).collect();
-        let stored: HashMap<String, Item> = batch_get(&self.client, &self.table, keys, true)
-            .await?
-            .into_iter()
-            .filter_map(|item| {
-                let pk = item.get(PK)?.as_s().ok()?.clone();
-                Some((pk, item))
-            })
-            .collect();
+        // what the rules and `created_at` need, not whole products
+        let only = [PK, "owner", STAMP, "created_at"];
+        let stored: HashMap<String, Item> =
+            batch_get_only(&self.client, &self.table, keys, true, &only)
+                .await?
+                .into_iter()
+                .filter_map(|item| {
+                    let pk = item.get(PK)?.as_s().ok()?.clone();
+                    Some((pk, item))
+                })
+                .collect();
         let mut answers: Vec<Option<Applied>> = vec![None; rows.len()];
         let mut puts = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {

@@ -127,15 +127,33 @@ pub(crate) async fn batch_get(
     keys: Vec<Item>,
     consistent: bool,
 ) -> Result<Vec<Item>, StoreError> {
+    batch_get_only(client, table, keys, consistent, &[]).await
+}
+
+/// The same, reading only the attributes named in `only` (all when empty).
+pub(crate) async fn batch_get_only(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    keys: Vec<Item>,
+    consistent: bool,
+    only: &[&str],
+) -> Result<Vec<Item>, StoreError> {
     use aws_sdk_dynamodb::types::KeysAndAttributes;
     let mut found = Vec::with_capacity(keys.len());
     if keys.is_empty() {
         return Ok(found);
     }
-    let request = KeysAndAttributes::builder()
+    let mut request = KeysAndAttributes::builder()
         .set_keys(Some(keys))
-        .consistent_read(consistent)
-        .build()?;
+        .consistent_read(consistent);
+    if !only.is_empty() {
+        let names: Vec<String> = (0..only.len()).map(|i| format!("#p{i}")).collect();
+        request = request.projection_expression(names.join(", "));
+        for (name, attribute) in names.into_iter().zip(only) {
+            request = request.expression_attribute_names(name, *attribute);
+        }
+    }
+    let request = request.build()?;
     let mut request = HashMap::from([(table.to_owned(), request)]);
     // Unprocessed keys come back under throttling: back off and ask again.
     for attempt in 0..BATCH_ATTEMPTS {

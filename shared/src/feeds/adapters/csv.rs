@@ -18,15 +18,16 @@ impl Adapter for Csv {
         each: &mut dyn FnMut(RawRow) -> ControlFlow<()>,
     ) -> Result<(), FeedError> {
         let (input, start) = super::RowBytes::new(input);
-        let mut records = ::csv::ReaderBuilder::new()
+        let mut reader = ::csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
-            .from_reader(SkipBom::new(input))
-            .into_records();
-        let header: Vec<String> = match records.next() {
-            None => return Err(FeedError::Empty),
-            Some(Err(e)) => return Err(error(&e, 0)),
-            Some(Ok(h)) => h.iter().map(|f| f.trim().to_owned()).collect(),
+            .from_reader(SkipBom::new(input));
+        // one record, read into again and again
+        let mut r = ::csv::StringRecord::new();
+        let header: Vec<String> = match reader.read_record(&mut r) {
+            Ok(false) => return Err(FeedError::Empty),
+            Err(e) => return Err(error(&e, 0)),
+            Ok(true) => r.iter().map(|f| f.trim().to_owned()).collect(),
         };
         if header.len() > super::MAX_ROW_FIELDS {
             return Err(FeedError::RowTooLarge {
@@ -44,8 +45,10 @@ impl Adapter for Csv {
                 ),
             });
         }
-        for (number, record) in (1u64..).zip(records) {
-            let r = record.map_err(|e| error(&e, number))?;
+        for number in 1u64.. {
+            if !reader.read_record(&mut r).map_err(|e| error(&e, number))? {
+                break;
+            }
             if r.len() != header.len() {
                 return Err(FeedError::Malformed {
                     row: number,

@@ -145,12 +145,7 @@ impl<'de> Visitor<'de> for Products<'_, '_> {
 type Object = Vec<(String, Box<RawValue>)>;
 
 fn products<'de, A: SeqAccess<'de>>(state: &mut State<'_>, mut seq: A) -> Result<(), A::Error> {
-    while let Some(element) = seq.next_element::<Box<RawValue>>()? {
-        let object: Object = match element.get().trim_start().as_bytes().first() {
-            Some(b'{') => members(element.get()).map_err(serde::de::Error::custom)?,
-            _ => return Err(serde::de::Error::custom("a product must be an object")),
-        };
-        drop(element);
+    while let Some(Members(object)) = seq.next_element::<Members>()? {
         state.rows += 1;
         let mut row = RawRow::new();
         flatten("", object, &mut row, 0).map_err(serde::de::Error::custom)?;
@@ -177,7 +172,7 @@ impl<'de> serde::Deserialize<'de> for Members {
         impl<'de> Visitor<'de> for V {
             type Value = Members;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object")
+                f.write_str("a product object")
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Members, M::Error> {
                 let mut out = Vec::new();
@@ -221,7 +216,14 @@ fn flatten(
         match text.as_bytes().first() {
             Some(b'n') => {}
             Some(b'"') => {
-                row.insert(name, serde_json::from_str::<String>(text)?);
+                // most strings have no escapes: their text is the value
+                let inner = &text[1..text.len() - 1];
+                let value = if inner.contains('\\') {
+                    serde_json::from_str::<String>(text)?
+                } else {
+                    inner.to_owned()
+                };
+                row.insert(name, value);
             }
             Some(b'{') => flatten(&name, members(text)?, row, depth + 1)?,
             // numbers as written; booleans and arrays as JSON text
