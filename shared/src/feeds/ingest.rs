@@ -28,7 +28,9 @@ use crate::clock::SharedClock;
 use crate::objects::{ObjectError, Objects};
 use crate::store::StoreError;
 use crate::store::audit::{AuditEvent, AuditStore};
-use crate::store::feed_writes::{Applied, FeedWrite, FeedWriter, MAX_BYTES, MAX_ITEMS};
+use crate::store::feed_writes::{
+    Applied, FeedWrite, FeedWriter, MAX_BYTES, MAX_ITEMS, Probe, Written,
+};
 use crate::store::imports::{Claim, ImportStore};
 use crate::store::partners::PartnerStore;
 use chrono::{DateTime, Utc};
@@ -558,6 +560,8 @@ impl Ingest {
         // must go on while this loop waits for rows, not only while it waits
         // for a transaction
         let mut in_flight = tokio::task::JoinSet::new();
+        // a first import writes new products: assume so until a chunk says not
+        let mut probe = Probe::AssumeNew;
         let mut chunk = Chunk::default();
         let mut dispatched_through = import.next_row.saturating_sub(1);
         let first = import.next_row;
@@ -581,12 +585,12 @@ impl Ingest {
                     dispatched_through = row - 1;
                     let full = std::mem::take(&mut chunk);
                     counts.ingested += full.replaced;
-                    in_flight.spawn(self.write_chunk(&partner, full, now));
+                    in_flight.spawn(self.write_chunk(&partner, full, now, probe));
                 }
                 chunk.add(write);
                 while in_flight.len() >= self.settings.concurrency.max(1) {
                     match in_flight.join_next().await.map(flatten) {
-                        Some(Ok(done)) => add(&mut counts, &done),
+                        Some(Ok(done)) => probe = add(&mut counts, &done),
                         Some(Err(e)) => {
                             failed = Some(e);
                             break 'read;
@@ -612,14 +616,16 @@ impl Ingest {
             } else if !chunk.rows.is_empty() {
                 dispatched_through = u64::MAX - 1;
                 counts.ingested += chunk.replaced;
-                in_flight.spawn(self.write_chunk(&partner, std::mem::take(&mut chunk), now));
+                in_flight.spawn(self.write_chunk(&partner, std::mem::take(&mut chunk), now, probe));
             } else {
                 dispatched_through = u64::MAX - 1;
             }
         }
         while let Some(done) = in_flight.join_next().await.map(flatten) {
             match done {
-                Ok(done) => add(&mut counts, &done),
+                Ok(done) => {
+                    add(&mut counts, &done);
+                }
                 Err(e) => failed = failed.or(Some(e)),
             }
         }
@@ -640,9 +646,10 @@ impl Ingest {
         partner: &str,
         chunk: Chunk,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Vec<Applied>, IngestError>> + Send + 'static {
+        probe: Probe,
+    ) -> impl Future<Output = Result<Written, IngestError>> + Send + 'static {
         let (writer, partner) = (self.writer.clone(), partner.to_owned());
-        async move { Ok(writer.apply(&partner, &chunk.rows, now).await?) }
+        async move { Ok(writer.apply(&partner, &chunk.rows, now, probe).await?) }
     }
 
     /// Streams `body` through the adapter on a blocking thread.
@@ -845,8 +852,8 @@ struct Stops {
 
 /// A spawned write's answer, its panic an error like any other.
 fn flatten(
-    joined: Result<Result<Vec<Applied>, IngestError>, tokio::task::JoinError>,
-) -> Result<Vec<Applied>, IngestError> {
+    joined: Result<Result<Written, IngestError>, tokio::task::JoinError>,
+) -> Result<Written, IngestError> {
     joined.map_err(|e| IngestError::Thread(e.to_string()))?
 }
 
@@ -855,13 +862,19 @@ enum Held {
     Skip(&'static str),
 }
 
-fn add(counts: &mut Counts, done: &[Applied]) {
-    for a in done {
+/// Counts a chunk's answers; what the next chunk may assume.
+fn add(counts: &mut Counts, done: &Written) -> Probe {
+    for a in &done.answers {
         match a {
             Applied::Written | Applied::AlreadyWritten => counts.ingested += 1,
             Applied::Newer => counts.skipped_older += 1,
             Applied::NotOwner => counts.rejected += 1,
         }
+    }
+    if done.all_new {
+        Probe::AssumeNew
+    } else {
+        Probe::Read
     }
 }
 

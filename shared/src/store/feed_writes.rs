@@ -37,6 +37,28 @@ const ROUNDS: u32 = 6;
 
 pub const STAMP: &str = "feed_stamp";
 
+/// The two rules, as every write of an existing product carries them.
+const RULES: &str = "(attribute_not_exists(#pk) OR #owner = :owner) \
+                     AND (attribute_not_exists(#stamp) OR #stamp < :stamp)";
+/// A product that does not exist yet meets both rules.
+const NEW: &str = "attribute_not_exists(#pk)";
+
+/// How a chunk finds what its products hold: write them as new (one request
+/// when they are; the cancellation returns those that exist), or read first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    AssumeNew,
+    Read,
+}
+
+/// A chunk's answers, and whether none of its products existed (so the
+/// next chunk may assume the same).
+#[derive(Debug)]
+pub struct Written {
+    pub answers: Vec<Applied>,
+    pub all_new: bool,
+}
+
 /// What became of one row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -103,19 +125,46 @@ impl FeedWriter {
         }
     }
 
-    /// Writes `rows` (at most [`MAX_ITEMS`], each SKU once) for `partner_id`;
-    /// one answer per row, in order.
+    /// Writes `rows` (at most [`MAX_ITEMS`], each SKU once) for `partner_id`:
+    /// one answer per row, in order, and whether every product was new.
     pub async fn apply(
         &self,
         partner_id: &str,
         rows: &[FeedWrite],
         now: DateTime<Utc>,
-    ) -> Result<Vec<Applied>, StoreError> {
-        let keys = rows.iter().map(|r| keys::product(&r.product.sku)).collect();
-        // what the rules and `created_at` need, not whole products
-        let only = [PK, "owner", STAMP, "created_at"];
-        let stored: HashMap<String, Item> =
-            batch_get_only(&self.client, &self.table, keys, true, &only)
+        probe: Probe,
+    ) -> Result<Written, StoreError> {
+        let mut stored = HashMap::new();
+        if probe == Probe::AssumeNew {
+            // all new: one request; any that exists comes back, as it is,
+            // with the cancellation, and the chunk goes the long way
+            let mut tx = Transaction::new();
+            for (i, row) in rows.iter().enumerate() {
+                tx.push(i, self.put(partner_id, row, now, now, NEW)?);
+            }
+            match tx.commit(&self.client).await? {
+                Ok(()) => {
+                    return Ok(Written {
+                        answers: vec![Applied::Written; rows.len()],
+                        all_new: true,
+                    });
+                }
+                Err(cancelled) => {
+                    stored = cancelled
+                        .condition_failures()
+                        .filter_map(|(_, old)| {
+                            let old = old?;
+                            Some((old.get(PK)?.as_s().ok()?.clone(), old.clone()))
+                        })
+                        .collect();
+                }
+            }
+        }
+        if stored.is_empty() {
+            let keys = rows.iter().map(|r| keys::product(&r.product.sku)).collect();
+            // what the rules and `created_at` need, not whole products
+            let only = [PK, "owner", STAMP, "created_at"];
+            stored = batch_get_only(&self.client, &self.table, keys, true, &only)
                 .await?
                 .into_iter()
                 .filter_map(|item| {
@@ -123,6 +172,8 @@ impl FeedWriter {
                     Some((pk, item))
                 })
                 .collect();
+        }
+        let all_new = stored.is_empty();
         let mut answers: Vec<Option<Applied>> = vec![None; rows.len()];
         let mut puts = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
@@ -142,7 +193,7 @@ impl FeedWriter {
                 .and_then(|o| attr(o, "created_at"))
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
                 .map_or(now, |t| t.with_timezone(&Utc));
-            puts.push(self.put(partner_id, row, created_at, now)?);
+            puts.push(self.put(partner_id, row, created_at, now, RULES)?);
         }
         let mut rounds = 0;
         loop {
@@ -181,10 +232,13 @@ impl FeedWriter {
                 RETRY.wait(rounds).await;
             }
         }
-        Ok(answers
-            .into_iter()
-            .map(|a| a.unwrap_or(Applied::Written))
-            .collect())
+        Ok(Written {
+            answers: answers
+                .into_iter()
+                .map(|a| a.unwrap_or(Applied::Written))
+                .collect(),
+            all_new,
+        })
     }
 
     fn put(
@@ -193,6 +247,7 @@ impl FeedWriter {
         row: &FeedWrite,
         created_at: DateTime<Utc>,
         now: DateTime<Utc>,
+        condition: &str,
     ) -> Result<TransactWriteItem, StoreError> {
         let p = &row.product;
         let stored = Stored {
@@ -215,20 +270,20 @@ impl FeedWriter {
             feed_stamp: &row.stamp,
         };
         let item = item_with_keys(&stored, keys::product_keys(&p.sku, &p.category))?;
-        let put = Put::builder()
+        let mut put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression(
-                "(attribute_not_exists(#pk) OR #owner = :owner) \
-                 AND (attribute_not_exists(#stamp) OR #stamp < :stamp)",
-            )
+            .condition_expression(condition)
             .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_names("#stamp", STAMP)
-            .expression_attribute_values(":owner", string_attr(partner_id))
-            .expression_attribute_values(":stamp", string_attr(&row.stamp))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()?;
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if condition == RULES {
+            put = put
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_names("#stamp", STAMP)
+                .expression_attribute_values(":owner", string_attr(partner_id))
+                .expression_attribute_values(":stamp", string_attr(&row.stamp));
+        }
+        let put = put.build()?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 }
