@@ -234,7 +234,12 @@ async fn end_to_end(stack: &LocalStack, n: usize, concurrency: usize) -> Result<
         .send()
         .await?;
     let started = Instant::now();
-    let out = tokio::process::Command::new(std::env::current_exe()?)
+    let mut child = tokio::process::Command::new(std::env::current_exe()?);
+    // what the C library reads at start, as Lambda would set it
+    if let Some(arenas) = env.get("MALLOC_ARENA_MAX") {
+        child.env("MALLOC_ARENA_MAX", arenas);
+    }
+    let out = child
         .arg("--child")
         .env(CHILD_ENV, serde_json::to_string(&env)?)
         .stderr(std::process::Stdio::inherit())
