@@ -437,19 +437,7 @@ async fn the_same_notification_twice_ingests_once() {
     h.dynamo()
         .update_item()
         .table_name(h.stack.stack.table("CatalogTable"))
-        .set_key(Some(
-            [
-                (
-                    "pk".to_owned(),
-                    aws_sdk_dynamodb::types::AttributeValue::S("PRODUCT#p1:A".into()),
-                ),
-                (
-                    "sk".to_owned(),
-                    aws_sdk_dynamodb::types::AttributeValue::S("PRODUCT".into()),
-                ),
-            ]
-            .into(),
-        ))
+        .set_key(Some(shared::store::keys::catalog::product("p1:A")))
         .update_expression("ADD stock :m")
         .expression_attribute_values(
             ":m",
@@ -632,22 +620,9 @@ async fn a_feed_cut_by_the_deadline_ends_as_one_that_was_not() {
     h.dynamo()
         .delete_item()
         .table_name(h.stack.stack.table("PartnersTable"))
-        .set_key(Some(
-            [
-                (
-                    "pk".to_owned(),
-                    aws_sdk_dynamodb::types::AttributeValue::S(format!(
-                        "IMPORT#{}",
-                        cut_import.import_id
-                    )),
-                ),
-                (
-                    "sk".to_owned(),
-                    aws_sdk_dynamodb::types::AttributeValue::S("IMPORT".into()),
-                ),
-            ]
-            .into(),
-        ))
+        .set_key(Some(shared::store::keys::partners::import(
+            &cut_import.import_id,
+        )))
         .send()
         .await
         .unwrap();
@@ -656,19 +631,7 @@ async fn a_feed_cut_by_the_deadline_ends_as_one_that_was_not() {
         h.dynamo()
             .delete_item()
             .table_name(h.stack.stack.table("CatalogTable"))
-            .set_key(Some(
-                [
-                    (
-                        "pk".to_owned(),
-                        aws_sdk_dynamodb::types::AttributeValue::S(format!("PRODUCT#{sku}")),
-                    ),
-                    (
-                        "sk".to_owned(),
-                        aws_sdk_dynamodb::types::AttributeValue::S("PRODUCT".into()),
-                    ),
-                ]
-                .into(),
-            ))
+            .set_key(Some(shared::store::keys::catalog::product(sku)))
             .send()
             .await
             .unwrap();
@@ -826,23 +789,13 @@ async fn a_product_owned_by_another_partner_is_never_written() {
     let mut item = dynamo
         .get_item()
         .table_name(&table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S("PRODUCT#p2:X".into()),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("PRODUCT".into()),
-        )
+        .set_key(Some(shared::store::keys::catalog::product("p2:X")))
         .send()
         .await
         .unwrap()
         .item
         .unwrap();
-    item.insert(
-        "pk".into(),
-        aws_sdk_dynamodb::types::AttributeValue::S("PRODUCT#p1:X".into()),
-    );
+    item.extend(shared::store::keys::catalog::product("p1:X"));
     item.insert(
         "sku".into(),
         aws_sdk_dynamodb::types::AttributeValue::S("p1:X".into()),
