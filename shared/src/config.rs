@@ -355,7 +355,7 @@ impl FeedConfig {
             tables: Tables::from_source(src)?,
             queue_url: required(src, "FEED_EVENTS_QUEUE_URL")?,
             ingest,
-            max_receives: number(src, "FEED_MAX_RECEIVES", 5)?,
+            max_receives: number(src, "FEED_MAX_RECEIVES", 8)?,
         })
     }
 }

@@ -52,8 +52,14 @@ impl Harness {
         aws_sdk_dynamodb::Client::new(&self.stack.sdk)
     }
 
-    /// Puts `body` at `key` in the feeds bucket, with object metadata.
-    pub async fn drop_feed(&self, key: &str, body: impl Into<Vec<u8>>, metadata: &[(&str, &str)]) {
+    /// Puts `body` at `key` in the feeds bucket, with object metadata: the
+    /// new version's id (the bucket is versioned, as deployed).
+    pub async fn drop_feed(
+        &self,
+        key: &str,
+        body: impl Into<Vec<u8>>,
+        metadata: &[(&str, &str)],
+    ) -> Option<String> {
         let mut put = aws_sdk_s3::Client::new(&self.stack.sdk)
             .put_object()
             .bucket(self.stack.stack.bucket("FeedsBucket"))
@@ -62,7 +68,7 @@ impl Harness {
         for (k, v) in metadata {
             put = put.metadata(*k, *v);
         }
-        put.send().await.unwrap();
+        put.send().await.unwrap().version_id
     }
 
     /// A feed-ingest container as the template configures it, with `change`.
@@ -700,25 +706,7 @@ async fn a_continuation_whose_run_died_is_taken_over_not_lost() {
     .await;
     let bodies = take_notifications(&h, 1).await;
     // one run: it writes a transaction and hands the rest over
-    let event = |body: &str| {
-        let mut e = SqsEvent::default();
-        let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
-        m.message_id = Some("m".into());
-        m.body = Some(body.to_owned());
-        e.records.push(m);
-        e
-    };
-    let short = h.ingest_fn(&[
-        ("FEED_TIME_BUDGET_MS", "1"),
-        ("FEED_DEADLINE_RESERVE_MS", "0"),
-    ]);
-    assert!(
-        short(event(&bodies[0]))
-            .await
-            .unwrap()
-            .batch_item_failures
-            .is_empty()
-    );
+    deliver_cut_short(&h, &bodies[0]).await;
     let handed = h.import("p1", "long").await;
     assert_eq!((handed.status, handed.run), (ImportStatus::Processing, 1));
     assert!(handed.next_row > 1);
@@ -739,7 +727,7 @@ async fn a_continuation_whose_run_died_is_taken_over_not_lost() {
     assert_eq!(died.run, 2);
     // SQS hands the continuation (of run 1) over again: the import goes on
     assert!(
-        h.ingest_fn(&[])(event(&continuation))
+        h.ingest_fn(&[])(one_message(&continuation))
             .await
             .unwrap()
             .batch_item_failures
@@ -749,6 +737,119 @@ async fn a_continuation_whose_run_died_is_taken_over_not_lost() {
     assert_eq!(done.status, ImportStatus::Completed);
     assert_eq!(done.counts.ingested, 450);
     assert_eq!(h.catalog().await.len(), 450);
+}
+
+/// One message for feed-ingest, as its event source mapping hands it over.
+fn one_message(body: &str) -> SqsEvent {
+    let mut e = SqsEvent::default();
+    let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+    m.message_id = Some("m".into());
+    m.body = Some(body.to_owned());
+    e.records.push(m);
+    e
+}
+
+/// Runs one message through feed-ingest with a time budget so short that
+/// an import hands over after its first transaction.
+async fn deliver_cut_short(h: &Harness, body: &str) {
+    let short = h.ingest_fn(&[
+        ("FEED_TIME_BUDGET_MS", "1"),
+        ("FEED_DEADLINE_RESERVE_MS", "0"),
+    ]);
+    let answer = short(one_message(body)).await.unwrap();
+    assert!(answer.batch_item_failures.is_empty());
+}
+
+#[tokio::test]
+async fn a_message_that_finds_its_import_held_is_kept_until_the_lease_ends() {
+    let h = with_partners().await;
+    let rows: Vec<String> = (0..300)
+        .map(|i| format!("S{i},N {i},1.00,EUR,{i},kitchen,"))
+        .collect();
+    h.drop_feed(
+        "incoming/p1/held.csv",
+        csv(&rows.iter().map(String::as_str).collect::<Vec<_>>()),
+        &[],
+    )
+    .await;
+    let notification = take_notifications(&h, 1).await.remove(0);
+    deliver_cut_short(&h, &notification).await;
+    let continuation = take_notifications_any(&h).await;
+    // a run takes it and fails without releasing its lease (DynamoDB was
+    // down when it tried): the record says held for ten minutes more
+    let handed = h.import("p1", "held").await;
+    h.imports_store()
+        .take(
+            &handed.import_id,
+            handed.run,
+            h.now() + chrono::Duration::minutes(10),
+            h.now(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    // the redelivered notification and continuation are kept, not deleted
+    assert_eq!(deliver(&h, &[&notification, &continuation]).await, 2);
+    let held = h.import("p1", "held").await;
+    assert_eq!((held.status, held.run), (ImportStatus::Processing, 2));
+    // once the lease has run out, the next delivery takes the import over
+    h.clock.advance(chrono::Duration::minutes(11));
+    assert_eq!(deliver(&h, &[&notification]).await, 0);
+    let done = h.import("p1", "held").await;
+    assert_eq!(done.status, ImportStatus::Completed);
+    assert_eq!(done.counts.ingested, 300);
+    assert_eq!(h.catalog().await.len(), 300);
+    // and the continuation, seen again, finds nothing to do
+    assert_eq!(deliver(&h, &[&continuation]).await, 0);
+    assert_eq!(h.import("p1", "held").await, done);
+}
+
+#[tokio::test]
+async fn an_older_event_whose_import_wrote_rows_is_finished_and_loses_to_the_newer() {
+    let h = with_partners().await;
+    let rows = |name: &str| -> Vec<String> {
+        (0..300)
+            .map(|i| format!("S{i},{name} {i},1.00,EUR,{i},kitchen,"))
+            .collect()
+    };
+    let (first, second) = (rows("First"), rows("Second"));
+    // S3 notifies a versioned bucket's version ids (moto does not: added)
+    let mut bodies = Vec::new();
+    for rows in [&first, &second] {
+        let version = h
+            .drop_feed(
+                "incoming/p1/same.csv",
+                csv(&rows.iter().map(String::as_str).collect::<Vec<_>>()),
+                &[],
+            )
+            .await
+            .expect("the feeds bucket is versioned");
+        let mut body: Value = serde_json::from_str(&take_notifications(&h, 1).await[0]).unwrap();
+        body["Records"][0]["s3"]["object"]["versionId"] = Value::String(version);
+        bodies.push(body.to_string());
+    }
+    let older = with_time_and_sequencer(&bodies[0], 0, "00B1");
+    let newer = with_time_and_sequencer(&bodies[1], 1, "00B2");
+    // the older one is validated and writes its first rows, then hands over
+    deliver_cut_short(&h, &older).await;
+    let continuation = take_notifications_any(&h).await;
+    assert!(continuation.contains("continue_import"), "{continuation}");
+    assert_eq!(deliver(&h, &[&newer]).await, 0);
+    // the older notification again (its run had been lost): it is not
+    // ended as superseded with its rows half written, but finished
+    assert_eq!(deliver(&h, &[&older, &continuation]).await, 0);
+    let imports = h.imports("p1").await;
+    assert_eq!(imports.len(), 2);
+    for i in &imports {
+        assert_eq!(i.status, ImportStatus::Completed, "{i:?}");
+        assert_eq!(i.counts.ingested + i.counts.skipped_older, 300, "{i:?}");
+    }
+    let catalog = h.catalog().await;
+    assert_eq!(catalog.len(), 300);
+    assert!(
+        catalog.values().all(|(name, _, _)| name.starts_with("Second")),
+        "{catalog:?}"
+    );
 }
 
 /// The next message on the feed queue, whatever it is.

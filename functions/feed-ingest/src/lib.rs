@@ -238,43 +238,56 @@ async fn process(deps: &Deps, record: SqsMessage, deadline: Instant) -> Option<B
             return fail();
         }
     };
-    let mut failed = false;
+    // when to see the message again, if it is kept
+    let mut again: Option<i64> = None;
     for w in work {
         let span = tracing::info_span!("ingest", message_id = %message_id, work = ?short(&w));
-        match deps
+        let retry = match deps
             .ingest
             .run(w, deadline, last_delivery)
             .instrument(span.clone())
             .await
         {
             Ok(outcome) => span.in_scope(|| match &outcome {
-                Outcome::Skipped(why) => tracing::info!(skipped = why, "nothing to do"),
-                Outcome::Finished(i) => {
-                    tracing::info!(status = i.status.as_str(), import_id = %i.import_id, "finished")
+                Outcome::Skipped(why) => {
+                    tracing::info!(skipped = why, "nothing to do");
+                    None
                 }
-                Outcome::HandedOver(i) => tracing::info!(import_id = %i.import_id, "handed over"),
+                Outcome::Finished(i) => {
+                    tracing::info!(status = i.status.as_str(), import_id = %i.import_id, "finished");
+                    None
+                }
+                Outcome::HandedOver(i) => {
+                    tracing::info!(import_id = %i.import_id, "handed over");
+                    None
+                }
+                Outcome::Busy(_) if last_delivery => {
+                    tracing::warn!("another run still holds the import at the last delivery; dropped");
+                    None
+                }
+                Outcome::Busy(until) => {
+                    tracing::info!(%until, "another run holds the import; kept until its lease ends");
+                    Some((*until - deps.ingest.clock.now()).num_seconds() + 5)
+                }
             }),
             Err(e) => {
                 span.in_scope(|| tracing::warn!(error = %e, "not finished; back to the queue"));
-                failed = true;
+                Some(backoff(receives))
             }
-        }
+        };
+        again = again.max(retry);
     }
-    if !failed {
+    let Some(wait) = again else {
         return None;
-    }
-    // back soon rather than after the visibility timeout (six times a whole
-    // invocation): 30 s, doubling with each delivery, at most 15 minutes
+    };
+    // rather than after the queue's visibility timeout (six whole invocations)
     if let Some(handle) = record.receipt_handle.as_deref() {
-        let wait = 30i32
-            .saturating_mul(1 << receives.clamp(1, 6).saturating_sub(1))
-            .min(900);
         let changed = deps
             .sqs
             .change_message_visibility()
             .queue_url(&deps.queue_url)
             .receipt_handle(handle)
-            .visibility_timeout(wait)
+            .visibility_timeout(wait.clamp(1, MAX_VISIBILITY) as i32)
             .send()
             .await;
         if let Err(e) = changed {
@@ -285,9 +298,31 @@ async fn process(deps: &Deps, record: SqsMessage, deadline: Instant) -> Option<B
     fail()
 }
 
+/// SQS's longest visibility timeout, in seconds.
+const MAX_VISIBILITY: i64 = 12 * 60 * 60;
+
+/// Seconds before a failed message is tried again: one minute, doubling
+/// with each delivery, at most 15. With the queue's eight deliveries an
+/// outage of about an hour is outlived before an import is marked failed.
+pub fn backoff(receives: u32) -> i64 {
+    (60i64 << receives.clamp(1, 8).saturating_sub(1)).min(900)
+}
+
 fn short(w: &Work) -> String {
     match w {
         Work::Object(o) => format!("{}/{}", o.bucket, o.key),
         Work::Continue { import_id, run } => format!("continue {import_id} after run {run}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+
+    #[test]
+    fn a_failed_message_waits_longer_each_time_and_about_an_hour_in_all() {
+        let waits: Vec<i64> = (1..=7).map(backoff).collect();
+        assert_eq!(waits, [60, 120, 240, 480, 900, 900, 900]);
+        assert_eq!(waits.iter().sum::<i64>(), 3600);
     }
 }

@@ -205,6 +205,19 @@ pub async fn create(
             Err(e) => return Err(aws_err(&id)(e)),
         }
         stack.buckets.insert(id.clone(), name.clone());
+        // as deployed: feed-ingest reads the notified version by its id
+        if res["Properties"]["VersioningConfiguration"]["Status"].as_str() == Some("Enabled") {
+            s3.put_bucket_versioning()
+                .bucket(&name)
+                .versioning_configuration(
+                    aws_sdk_s3::types::VersioningConfiguration::builder()
+                        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(aws_err(&id))?;
+        }
         let mut configs = Vec::new();
         if let Some(list) =
             res["Properties"]["NotificationConfiguration"]["QueueConfigurations"].as_sequence()

@@ -86,8 +86,14 @@ pub enum Work {
 /// What became of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Nothing to do: `not_a_feed`, `superseded`, `duplicate`, `in_progress`, `stale`.
+    /// Nothing to do: `not_a_feed`, `superseded`, `duplicate`, `stale`.
     Skipped(&'static str),
+    /// Another run holds the import until then. The message is kept and
+    /// looked at again once the lease runs out: by then the import has
+    /// ended (and the message is a duplicate) or its holder died without
+    /// releasing it (and the message takes it over). Deleting it would
+    /// leave such an import `processing` for good.
+    Busy(DateTime<Utc>),
     Finished(Box<Import>),
     HandedOver(Box<Import>),
 }
@@ -179,6 +185,7 @@ impl Ingest {
         let (import, key) = match self.hold(work, deadline).await? {
             Held::Import(import, key) => (import, key),
             Held::Skip(why) => return Ok(Outcome::Skipped(why)),
+            Held::Busy(until) => return Ok(Outcome::Busy(until)),
         };
         let import_id = import.import_id.clone();
         let run = import.run;
@@ -231,20 +238,29 @@ impl Ingest {
                         .newest_event(&source.bucket, &source.key, seq)
                         .await?
                 {
-                    // an import of it that began, failed and waits for this
-                    // redelivery ends here rather than stay `processing`
-                    if let Some(started) = self.imports.get(&source.import_id()).await?
-                        && !started.status.is_final()
-                        && started.lease_until <= now
-                        && let Some(taken) = self
-                            .imports
-                            .take(&started.import_id, started.run, lease, now)
-                            .await?
-                    {
-                        let reason = "a newer version of the object was notified first".into();
-                        self.reject(taken, "superseded", reason).await?;
+                    // an import of it that began, failed before writing and
+                    // waits for this redelivery ends here rather than stay
+                    // `processing`; one that may have written rows goes on
+                    // below (its rows lose to the newer feed's by their stamps)
+                    match self.imports.get(&source.import_id()).await? {
+                        Some(started) if !started.status.is_final() && started.validated => {}
+                        Some(started) if !started.status.is_final() && started.lease_until > now => {
+                            return Ok(Held::Busy(started.lease_until));
+                        }
+                        Some(started) if !started.status.is_final() => {
+                            if let Some(taken) = self
+                                .imports
+                                .take(&started.import_id, started.run, lease, now)
+                                .await?
+                            {
+                                let reason =
+                                    "a newer version of the object was notified first".into();
+                                self.reject(taken, "superseded", reason).await?;
+                            }
+                            return Ok(Held::Skip("superseded"));
+                        }
+                        _ => return Ok(Held::Skip("superseded")),
                     }
-                    return Ok(Held::Skip("superseded"));
                 }
                 let import = Import {
                     import_id: source.import_id(),
@@ -271,8 +287,10 @@ impl Ingest {
                     Claim::Taken(existing) if existing.status.is_final() => {
                         return Ok(Held::Skip("duplicate"));
                     }
+                    // another delivery holds it, or a run of this one whose
+                    // lease could not be released: look again once it runs out
                     Claim::Taken(existing) if existing.lease_until > now => {
-                        return Ok(Held::Skip("in_progress"));
+                        return Ok(Held::Busy(existing.lease_until));
                     }
                     Claim::Taken(existing) => *existing,
                 }
@@ -280,6 +298,8 @@ impl Ingest {
             // the run that sent it, or a later one that died (its lease out)
             Work::Continue { import_id, run } => match self.imports.get(&import_id).await? {
                 Some(i) if !i.status.is_final() && (i.run == run || i.lease_until <= now) => i,
+                // a later run holds it: if it dies, this message takes over
+                Some(i) if !i.status.is_final() => return Ok(Held::Busy(i.lease_until)),
                 _ => return Ok(Held::Skip("stale")),
             },
         };
@@ -424,11 +444,11 @@ impl Ingest {
             Some(b) => b,
             None => match open().await {
                 Ok(o) => o.body,
+                // the report of the validating pass stays: it is this file's
                 Err(ObjectError::Gone) => {
                     return self
-                        .reject_unread(
+                        .reject(
                             import,
-                            key,
                             "object_gone",
                             "the object was deleted or replaced while it was read".into(),
                         )
@@ -584,7 +604,6 @@ impl Ingest {
                     // every row read before this one is in a transaction now
                     dispatched_through = row - 1;
                     let full = std::mem::take(&mut chunk);
-                    counts.ingested += full.replaced;
                     in_flight.spawn(self.write_chunk(&partner, full, now, probe));
                 }
                 chunk.add(write);
@@ -615,7 +634,6 @@ impl Ingest {
                 failed = Some(IngestError::Thread(e.to_string()));
             } else if !chunk.rows.is_empty() {
                 dispatched_through = u64::MAX - 1;
-                counts.ingested += chunk.replaced;
                 in_flight.spawn(self.write_chunk(&partner, std::mem::take(&mut chunk), now, probe));
             } else {
                 dispatched_through = u64::MAX - 1;
@@ -647,9 +665,15 @@ impl Ingest {
         chunk: Chunk,
         now: DateTime<Utc>,
         probe: Probe,
-    ) -> impl Future<Output = Result<Written, IngestError>> + Send + 'static {
+    ) -> impl Future<Output = Result<Done, IngestError>> + Send + 'static {
         let (writer, partner) = (self.writer.clone(), partner.to_owned());
-        async move { Ok(writer.apply(&partner, &chunk.rows, now, probe).await?) }
+        async move {
+            let written = writer.apply(&partner, &chunk.rows, now, probe).await?;
+            Ok(Done {
+                written,
+                stands_for: chunk.stands_for,
+            })
+        }
     }
 
     /// Streams `body` through the adapter on a blocking thread.
@@ -852,26 +876,34 @@ struct Stops {
 
 /// A spawned write's answer, its panic an error like any other.
 fn flatten(
-    joined: Result<Result<Written, IngestError>, tokio::task::JoinError>,
-) -> Result<Written, IngestError> {
+    joined: Result<Result<Done, IngestError>, tokio::task::JoinError>,
+) -> Result<Done, IngestError> {
     joined.map_err(|e| IngestError::Thread(e.to_string()))?
 }
 
 enum Held {
     Import(Box<Import>, FeedKey),
     Skip(&'static str),
+    Busy(DateTime<Utc>),
 }
 
-/// Counts a chunk's answers; what the next chunk may assume.
-fn add(counts: &mut Counts, done: &Written) -> Probe {
-    for a in &done.answers {
+/// A written chunk: its answers, and how many rows of the file each stands for.
+struct Done {
+    written: Written,
+    stands_for: Vec<u64>,
+}
+
+/// Counts a chunk's answers (a row that took the place of earlier rows of
+/// its SKU answers for them too); what the next chunk may assume.
+fn add(counts: &mut Counts, done: &Done) -> Probe {
+    for (a, n) in done.written.answers.iter().zip(&done.stands_for) {
         match a {
-            Applied::Written | Applied::AlreadyWritten => counts.ingested += 1,
-            Applied::Newer => counts.skipped_older += 1,
-            Applied::NotOwner => counts.rejected += 1,
+            Applied::Written | Applied::AlreadyWritten => counts.ingested += n,
+            Applied::Newer => counts.skipped_older += n,
+            Applied::NotOwner => counts.rejected += n,
         }
     }
-    if done.all_new {
+    if done.written.all_new {
         Probe::AssumeNew
     } else {
         Probe::Read
@@ -883,11 +915,10 @@ fn add(counts: &mut Counts, done: &Written) -> Probe {
 #[derive(Default)]
 struct Chunk {
     rows: Vec<FeedWrite>,
+    /// Rows of the file each of `rows` stands for: itself and those it replaced.
+    stands_for: Vec<u64>,
     at: HashMap<String, usize>,
     bytes: usize,
-    /// Rows replaced by a later row of the same SKU: written, as far as a
-    /// top-to-bottom upsert goes, once the chunk is.
-    replaced: u64,
 }
 
 impl Chunk {
@@ -900,12 +931,13 @@ impl Chunk {
         self.bytes += w.size();
         match self.at.get(&w.product.sku) {
             Some(&i) => {
-                self.replaced += 1;
+                self.stands_for[i] += 1;
                 self.rows[i] = w;
             }
             None => {
                 self.at.insert(w.product.sku.clone(), self.rows.len());
                 self.rows.push(w);
+                self.stands_for.push(1);
             }
         }
     }

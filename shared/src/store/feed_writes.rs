@@ -134,7 +134,7 @@ impl FeedWriter {
         now: DateTime<Utc>,
         probe: Probe,
     ) -> Result<Written, StoreError> {
-        let mut stored = HashMap::new();
+        let mut stored = None;
         if probe == Probe::AssumeNew {
             // all new: one request; any that exists comes back, as it is,
             // with the cancellation, and the chunk goes the long way
@@ -149,51 +149,31 @@ impl FeedWriter {
                         all_new: true,
                     });
                 }
-                Err(cancelled) => {
-                    stored = cancelled
-                        .condition_failures()
-                        .filter_map(|(_, old)| {
-                            let old = old?;
-                            Some((old.get(PK)?.as_s().ok()?.clone(), old.clone()))
-                        })
-                        .collect();
+                // every product that exists came back: no need to read
+                Err(cancelled) if cancelled.conditions_only() => {
+                    stored = Some(
+                        cancelled
+                            .condition_failures()
+                            .filter_map(|(_, old)| Some((attr(old?, PK)?.to_owned(), old?.clone())))
+                            .collect(),
+                    );
                 }
+                // a conflict (or a throttle) left some unexamined: read them all
+                Err(_) => {}
             }
         }
-        if stored.is_empty() {
-            let keys = rows.iter().map(|r| keys::product(&r.product.sku)).collect();
-            // what the rules and `created_at` need, not whole products
-            let only = [PK, "owner", STAMP, "created_at"];
-            stored = batch_get_only(&self.client, &self.table, keys, true, &only)
-                .await?
-                .into_iter()
-                .filter_map(|item| {
-                    let pk = item.get(PK)?.as_s().ok()?.clone();
-                    Some((pk, item))
-                })
-                .collect();
-        }
+        let stored = match stored {
+            Some(s) => s,
+            None => self.read(rows.iter()).await?,
+        };
         let all_new = stored.is_empty();
-        let mut answers: Vec<Option<Applied>> = vec![None; rows.len()];
+        let mut answers: Vec<Option<Applied>> = Vec::with_capacity(rows.len());
         let mut puts = Vec::with_capacity(rows.len());
-        for (i, row) in rows.iter().enumerate() {
-            let old = keys::product(&row.product.sku)
-                .get(PK)
-                .and_then(|pk| pk.as_s().ok())
-                .and_then(|pk| stored.get(pk));
+        for row in rows {
+            let old = stored.get(&pk(row));
             // what the conditions would refuse is not sent
-            let writable = old.is_none_or(|o| {
-                attr(o, "owner") == Some(partner_id)
-                    && attr(o, STAMP).is_none_or(|theirs| theirs < row.stamp.as_str())
-            });
-            if !writable {
-                answers[i] = Some(classify(partner_id, &row.stamp, old));
-            }
-            let created_at = old
-                .and_then(|o| attr(o, "created_at"))
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map_or(now, |t| t.with_timezone(&Utc));
-            puts.push(self.put(partner_id, row, created_at, now, RULES)?);
+            answers.push(refused(partner_id, &row.stamp, old));
+            puts.push(self.put(partner_id, row, created_at(old, now), now, RULES)?);
         }
         let mut rounds = 0;
         loop {
@@ -214,12 +194,25 @@ impl FeedWriter {
                 }
                 Err(c) => c,
             };
-            let mut decided = false;
+            let mut unexplained = Vec::new();
             for (i, old) in cancelled.condition_failures() {
-                answers[i] = Some(classify(partner_id, &rows[i].stamp, old));
-                decided = true;
+                match old {
+                    Some(old) => answers[i] = Some(classify(partner_id, &rows[i].stamp, old)),
+                    None => unexplained.push(i),
+                }
             }
-            if !decided {
+            // DynamoDB returns the item with every failed condition; were
+            // one missing, the product is read rather than guessed at
+            if !unexplained.is_empty() {
+                let found = self.read(unexplained.iter().map(|&i| &rows[i])).await?;
+                for i in unexplained {
+                    let old = found.get(&pk(&rows[i]));
+                    answers[i] = refused(partner_id, &rows[i].stamp, old);
+                    puts[i] = self.put(partner_id, &rows[i], created_at(old, now), now, RULES)?;
+                }
+            }
+            let still = (0..rows.len()).filter(|&i| answers[i].is_none()).count();
+            if still == pending.len() {
                 rounds += 1;
                 if rounds >= ROUNDS {
                     return Err(StoreError::Dynamo {
@@ -239,6 +232,21 @@ impl FeedWriter {
                 .collect(),
             all_new,
         })
+    }
+
+    /// What the rules and `created_at` need of the products `rows` name,
+    /// read consistently, by partition key.
+    async fn read<'a>(
+        &self,
+        rows: impl Iterator<Item = &'a FeedWrite>,
+    ) -> Result<HashMap<String, Item>, StoreError> {
+        let keys = rows.map(|r| keys::product(&r.product.sku)).collect();
+        let only = [PK, "owner", STAMP, "created_at"];
+        Ok(batch_get_only(&self.client, &self.table, keys, true, &only)
+            .await?
+            .into_iter()
+            .filter_map(|item| Some((attr(&item, PK)?.to_owned(), item)))
+            .collect())
     }
 
     fn put(
@@ -294,9 +302,33 @@ fn attr<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// The partition key of the product a row names.
+fn pk(row: &FeedWrite) -> String {
+    keys::product(&row.product.sku)
+        .get(PK)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// When the product was first created: kept across a feed's writes.
+fn created_at(old: Option<&Item>, now: DateTime<Utc>) -> DateTime<Utc> {
+    old.and_then(|o| attr(o, "created_at"))
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map_or(now, |t| t.with_timezone(&Utc))
+}
+
+/// What the rules say of a write over `old`: `None` when they allow it.
+fn refused(partner_id: &str, stamp: &str, old: Option<&Item>) -> Option<Applied> {
+    let old = old?;
+    let allowed = attr(old, "owner") == Some(partner_id)
+        && attr(old, STAMP).is_none_or(|theirs| theirs < stamp);
+    (!allowed).then(|| classify(partner_id, stamp, old))
+}
+
 /// Why an item failed its condition, from the item as it was.
-fn classify(partner_id: &str, stamp: &str, old: Option<&Item>) -> Applied {
-    let attr = |name: &str| old.and_then(|o| attr(o, name));
+fn classify(partner_id: &str, stamp: &str, old: &Item) -> Applied {
+    let attr = |name: &str| attr(old, name);
     if attr("owner") != Some(partner_id) {
         return Applied::NotOwner;
     }
@@ -323,24 +355,40 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_condition_says_which_rule() {
+    fn the_rules_allow_a_new_product_or_an_older_one_of_the_same_partner() {
         let mine = "2026-11-22T10:00:00.000Z#abc#000000000007";
+        let older = "2026-11-22T09:00:00.000Z#zzz#000000000001";
+        assert_eq!(refused("p1", mine, None), None);
+        assert_eq!(refused("p1", mine, Some(&item(Some("p1"), None))), None);
+        assert_eq!(refused("p1", mine, Some(&item(Some("p1"), Some(older)))), None);
         assert_eq!(
-            classify("p1", mine, Some(&item(None, None))),
-            Applied::NotOwner
+            refused("p1", older, Some(&item(Some("p1"), Some(mine)))),
+            Some(Applied::Newer)
+        );
+        // an admin's product (no owner) and another partner's are not the feed's
+        assert_eq!(
+            refused("p1", mine, Some(&item(None, None))),
+            Some(Applied::NotOwner)
         );
         assert_eq!(
-            classify("p1", mine, Some(&item(Some("p2"), Some(mine)))),
+            refused("p1", mine, Some(&item(Some("p2"), Some(older)))),
+            Some(Applied::NotOwner)
+        );
+    }
+
+    #[test]
+    fn a_failed_condition_says_which_rule() {
+        let mine = "2026-11-22T10:00:00.000Z#abc#000000000007";
+        assert_eq!(classify("p1", mine, &item(None, None)), Applied::NotOwner);
+        assert_eq!(
+            classify("p1", mine, &item(Some("p2"), Some(mine))),
             Applied::NotOwner
         );
         assert_eq!(
             classify(
                 "p1",
                 mine,
-                Some(&item(
-                    Some("p1"),
-                    Some("2026-11-22T10:00:00.000Z#abc#000000000009")
-                ))
+                &item(Some("p1"), Some("2026-11-22T10:00:00.000Z#abc#000000000009"))
             ),
             Applied::AlreadyWritten
         );
@@ -348,10 +396,7 @@ mod tests {
             classify(
                 "p1",
                 mine,
-                Some(&item(
-                    Some("p1"),
-                    Some("2026-11-22T11:00:00.000Z#def#000000000001")
-                ))
+                &item(Some("p1"), Some("2026-11-22T11:00:00.000Z#def#000000000001"))
             ),
             Applied::Newer
         );

@@ -101,7 +101,6 @@ impl<R: Copy + PartialEq> Cancelled<R> {
             .map(|(r, reason, _)| (r, reason.item()))
     }
 
-    /// Whether only conflicts with other transactions cancelled it (worth a retry).
     /// Every item that failed its condition, with the item as it was when
     /// the item asked for it (`ReturnValuesOnConditionCheckFailure`).
     pub fn condition_failures(&self) -> impl Iterator<Item = (R, Option<&Item>)> {
@@ -110,6 +109,18 @@ impl<R: Copy + PartialEq> Cancelled<R> {
             .map(|(r, reason, _)| (r, reason.item()))
     }
 
+    /// Whether the cancellation tells all there is to know: every item
+    /// either passed or failed its condition and came back as it was (no
+    /// conflict, throttling or validation left an item unexamined).
+    pub fn conditions_only(&self) -> bool {
+        self.reasons.iter().all(|(_, r)| match r.code() {
+            None | Some("None") => true,
+            Some(CONDITION_FAILED) => r.item().is_some(),
+            Some(_) => false,
+        })
+    }
+
+    /// Whether only conflicts with other transactions cancelled it (worth a retry).
     fn only_conflicts(&self) -> bool {
         let mut conflicted = false;
         for (_, _, code) in self.codes() {
@@ -159,6 +170,33 @@ mod tests {
                 .only_conflicts()
         );
         assert!(!cancelled(&[(Role::Stock, "None")]).only_conflicts());
+    }
+
+    #[test]
+    fn a_cancellation_explains_itself_only_with_every_old_item() {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let old = Item::from([("pk".to_owned(), AttributeValue::S("x".into()))]);
+        let with_item = CancellationReason::builder()
+            .code(CONDITION_FAILED)
+            .set_item(Some(old))
+            .build();
+        let explained = Cancelled {
+            reasons: vec![
+                (Role::Stock, with_item.clone()),
+                (Role::Record, CancellationReason::builder().code("None").build()),
+            ],
+        };
+        assert!(explained.conditions_only());
+        // a conflict left an item unexamined; a failure came back without its item
+        assert!(!cancelled(&[(Role::Stock, CONFLICT), (Role::Record, "None")]).conditions_only());
+        assert!(!cancelled(&[(Role::Stock, CONDITION_FAILED)]).conditions_only());
+        let mixed = Cancelled {
+            reasons: vec![
+                (Role::Stock, with_item),
+                (Role::Record, CancellationReason::builder().code(CONFLICT).build()),
+            ],
+        };
+        assert!(!mixed.conditions_only());
     }
 
     #[test]
