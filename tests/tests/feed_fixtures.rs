@@ -264,3 +264,10 @@ fn huge_rows_are_reported_not_swallowed() {
     );
     assert!(got.errors.len() < 60);
 }
+
+#[test]
+fn a_failed_message_waits_longer_each_time_and_about_an_hour_in_all() {
+    let waits: Vec<i64> = (1..=7).map(feed_ingest::backoff).collect();
+    assert_eq!(waits, [60, 120, 240, 480, 900, 900, 900]);
+    assert_eq!(waits.iter().sum::<i64>(), 3600);
+}

@@ -847,7 +847,9 @@ async fn an_older_event_whose_import_wrote_rows_is_finished_and_loses_to_the_new
     let catalog = h.catalog().await;
     assert_eq!(catalog.len(), 300);
     assert!(
-        catalog.values().all(|(name, _, _)| name.starts_with("Second")),
+        catalog
+            .values()
+            .all(|(name, _, _)| name.starts_with("Second")),
         "{catalog:?}"
     );
 }

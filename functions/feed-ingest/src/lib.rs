@@ -314,15 +314,3 @@ fn short(w: &Work) -> String {
         Work::Continue { import_id, run } => format!("continue {import_id} after run {run}"),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::backoff;
-
-    #[test]
-    fn a_failed_message_waits_longer_each_time_and_about_an_hour_in_all() {
-        let waits: Vec<i64> = (1..=7).map(backoff).collect();
-        assert_eq!(waits, [60, 120, 240, 480, 900, 900, 900]);
-        assert_eq!(waits.iter().sum::<i64>(), 3600);
-    }
-}

@@ -244,7 +244,9 @@ impl Ingest {
                     // below (its rows lose to the newer feed's by their stamps)
                     match self.imports.get(&source.import_id()).await? {
                         Some(started) if !started.status.is_final() && started.validated => {}
-                        Some(started) if !started.status.is_final() && started.lease_until > now => {
+                        Some(started)
+                            if !started.status.is_final() && started.lease_until > now =>
+                        {
                             return Ok(Held::Busy(started.lease_until));
                         }
                         Some(started) if !started.status.is_final() => {

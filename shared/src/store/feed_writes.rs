@@ -360,7 +360,10 @@ mod tests {
         let older = "2026-11-22T09:00:00.000Z#zzz#000000000001";
         assert_eq!(refused("p1", mine, None), None);
         assert_eq!(refused("p1", mine, Some(&item(Some("p1"), None))), None);
-        assert_eq!(refused("p1", mine, Some(&item(Some("p1"), Some(older)))), None);
+        assert_eq!(
+            refused("p1", mine, Some(&item(Some("p1"), Some(older)))),
+            None
+        );
         assert_eq!(
             refused("p1", older, Some(&item(Some("p1"), Some(mine)))),
             Some(Applied::Newer)
@@ -388,7 +391,10 @@ mod tests {
             classify(
                 "p1",
                 mine,
-                &item(Some("p1"), Some("2026-11-22T10:00:00.000Z#abc#000000000009"))
+                &item(
+                    Some("p1"),
+                    Some("2026-11-22T10:00:00.000Z#abc#000000000009")
+                )
             ),
             Applied::AlreadyWritten
         );
@@ -396,7 +402,10 @@ mod tests {
             classify(
                 "p1",
                 mine,
-                &item(Some("p1"), Some("2026-11-22T11:00:00.000Z#def#000000000001"))
+                &item(
+                    Some("p1"),
+                    Some("2026-11-22T11:00:00.000Z#def#000000000001")
+                )
             ),
             Applied::Newer
         );

@@ -183,7 +183,10 @@ mod tests {
         let explained = Cancelled {
             reasons: vec![
                 (Role::Stock, with_item.clone()),
-                (Role::Record, CancellationReason::builder().code("None").build()),
+                (
+                    Role::Record,
+                    CancellationReason::builder().code("None").build(),
+                ),
             ],
         };
         assert!(explained.conditions_only());
@@ -193,7 +196,10 @@ mod tests {
         let mixed = Cancelled {
             reasons: vec![
                 (Role::Stock, with_item),
-                (Role::Record, CancellationReason::builder().code(CONFLICT).build()),
+                (
+                    Role::Record,
+                    CancellationReason::builder().code(CONFLICT).build(),
+                ),
             ],
         };
         assert!(!mixed.conditions_only());

@@ -145,6 +145,8 @@ impl<'de> Visitor<'de> for Products<'_, '_> {
 type Object = Vec<(String, Box<RawValue>)>;
 
 fn products<'de, A: SeqAccess<'de>>(state: &mut State<'_>, mut seq: A) -> Result<(), A::Error> {
+    // what came before the array is no product's weight
+    state.start.next_row();
     while let Some(Members(object)) = seq.next_element::<Members>()? {
         state.rows += 1;
         let mut row = RawRow::new();
@@ -342,6 +344,13 @@ mod tests {
             crate::feeds::FeedVersion::V1,
         );
         assert!(refused.unwrap_err().iter().any(|e| e.field == "price"));
+    }
+
+    #[test]
+    fn what_comes_before_the_products_is_not_the_first_products_weight() {
+        let big = "x".repeat(super::super::MAX_ROW_BYTES / 2 + 1000);
+        let doc = format!(r#"{{"note":"{big}","products":[{{"name":"{big}"}}]}}"#);
+        assert_eq!(collect(&Json, doc.as_bytes()).unwrap().len(), 1);
     }
 
     #[test]

@@ -50,9 +50,9 @@ impl Adapter for Xml {
                 }
                 Event::Eof => return Err(fail("there is no <products> root".into())),
                 Event::Decl(_) | Event::PI(_) | Event::Comment(_) => anything = true,
-                Event::Start(start) => {
+                Event::Start(element) => {
                     anything = true;
-                    let name = start.local_name().as_ref().to_owned();
+                    let name = element.local_name().as_ref().to_owned();
                     if !root {
                         if name != "products" {
                             return Err(fail(format!(
@@ -88,9 +88,9 @@ impl Adapter for Xml {
                         path.push((name, false));
                     }
                 }
-                Event::Empty(start) => {
+                Event::Empty(element) => {
                     anything = true;
-                    let name = start.local_name().as_ref().to_owned();
+                    let name = element.local_name().as_ref().to_owned();
                     match (&mut row, root) {
                         // `<products/>`: a feed with no rows
                         (None, false) if name == "products" => {
@@ -101,6 +101,7 @@ impl Adapter for Xml {
                             if each(RawRow::new()).is_break() {
                                 return Ok(());
                             }
+                            start.next_row();
                         }
                         // `<gtin/>`: the field is absent, like JSON's null
                         (Some(_), _) => {}
@@ -354,5 +355,17 @@ mod tests {
             collect(&Xml, endless.as_bytes()),
             Err(FeedError::RowTooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn empty_products_each_weigh_only_themselves() {
+        let many = format!(
+            "<products>{}</products>",
+            "<product/>\n".repeat(super::super::MAX_ROW_BYTES / 5)
+        );
+        assert_eq!(
+            collect(&Xml, many.as_bytes()).unwrap().len(),
+            super::super::MAX_ROW_BYTES / 5
+        );
     }
 }
