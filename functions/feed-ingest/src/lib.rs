@@ -277,9 +277,8 @@ async fn process(deps: &Deps, record: SqsMessage, deadline: Instant) -> Option<B
         };
         again = again.max(retry);
     }
-    let Some(wait) = again else {
-        return None;
-    };
+    // nothing to see again: done with it
+    let wait = again?;
     // rather than after the queue's visibility timeout (six whole invocations)
     if let Some(handle) = record.receipt_handle.as_deref() {
         let changed = deps

@@ -1,8 +1,12 @@
 //! JSON, versions 1 and 2: a top-level array of product objects, or an
 //! object whose `products` member is that array (other members ignored).
-//! Elements are deserialized one at a time from inside serde's sequence
-//! loop and handed over at once, so only one product is ever held: serde
-//! JSON's `StreamDeserializer` would not stream the elements of one array.
+//! The file is read through a window that slides over it; each product is
+//! parsed in place from the window and handed over at once, so only one
+//! product (and a chunk of the file) is ever held: serde JSON's
+//! `StreamDeserializer` would not stream the elements of one array, and
+//! its `Read`-based parser costs a call per byte. The structure around the
+//! products (`[`, `,`, `]`, the wrapping object's members) is read here;
+//! every value, serde JSON's slice parser reads.
 //!
 //! Nested objects are flattened with dots (`dimensions.length`); a number is
 //! kept as the exact text the file wrote (`19.999999999999999` stays that,
@@ -14,8 +18,9 @@
 
 use super::{Adapter, ControlFlow, FeedError};
 use crate::feeds::RawRow;
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::fmt;
 use std::io::Read;
 
@@ -27,165 +32,283 @@ impl Adapter for Json {
         input: &mut dyn Read,
         each: &mut dyn FnMut(RawRow) -> ControlFlow<()>,
     ) -> Result<(), FeedError> {
-        let (input, start) = super::RowBytes::new(input);
-        let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(input));
-        let mut state = State {
-            each,
+        let mut doc = Window {
+            input,
+            buf: Vec::with_capacity(CHUNK),
+            pos: 0,
+            eof: false,
             rows: 0,
-            stopped: false,
-            empty: true,
-            start,
         };
-        let read = Document { state: &mut state }.deserialize(&mut de);
-        let rows = state.rows;
-        match read {
-            // stopping leaves the array unfinished, which serde reports
-            _ if state.stopped => Ok(()),
-            Ok(()) => de.end().map_err(|e| malformed(rows + 1, &e)),
-            Err(e) if e.is_eof() && state.empty => Err(FeedError::Empty),
-            Err(e) if e.is_io() => Err(FeedError::from_io(&std::io::Error::from(e))),
-            Err(e)
-                if {
-                    let m = e.to_string();
-                    m.contains("UTF-8") || m.contains("unicode")
-                } =>
-            {
-                Err(FeedError::BadUtf8 { row: rows + 1 })
+        match doc.peek()? {
+            None => return Err(FeedError::Empty),
+            Some(b'[') => {
+                doc.pos += 1;
+                if doc.products(each)?.is_break() {
+                    return Ok(());
+                }
             }
-            Err(e) => Err(malformed(rows + 1, &e)),
+            Some(b'{') => {
+                doc.pos += 1;
+                if doc.wrapped(each)?.is_break() {
+                    return Ok(());
+                }
+            }
+            Some(_) => {
+                return Err(doc.malformed(
+                    "expected an array of products, or an object with a products array",
+                ));
+            }
+        }
+        match doc.peek()? {
+            None => Ok(()),
+            Some(_) => Err(doc.malformed("trailing characters after the document")),
         }
     }
 }
 
-fn malformed(row: u64, e: &serde_json::Error) -> FeedError {
-    FeedError::Malformed {
-        row,
-        reason: crate::domain::text::printable(&e.to_string(), 200),
-    }
-}
+/// Bytes read at a time, and the least the window grows by.
+const CHUNK: usize = 64 << 10;
 
-struct State<'a> {
-    each: &'a mut dyn FnMut(RawRow) -> ControlFlow<()>,
+/// The file as a window of bytes that slides over it: each value is parsed
+/// from the window in place (serde JSON's slice reader, members borrowed
+/// from it, nothing copied but what the row keeps), and the window grows
+/// when a value runs past its end, up to [`super::MAX_ROW_BYTES`]. Parsing
+/// from a `Read` instead costs a call per byte and a buffer per value: this
+/// way is about half again as fast (docs/benchmarks.md).
+struct Window<'r> {
+    input: &'r mut dyn Read,
+    buf: Vec<u8>,
+    /// Where the unread part of `buf` begins.
+    pos: usize,
+    eof: bool,
+    /// Products read so far.
     rows: u64,
-    stopped: bool,
-    empty: bool,
-    start: super::RowStart,
 }
 
-/// The whole document: an array, or an object with `products`.
-struct Document<'s, 'a> {
-    state: &'s mut State<'a>,
-}
+/// A value parsed from the window: it, and the bytes it took.
+type Parsed<R> = (Option<Result<R, serde_json::Error>>, usize);
 
-impl<'de> DeserializeSeed<'de> for Document<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Document<'_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of products, or an object with a products array")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        self.state.empty = false;
-        products(self.state, seq)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        self.state.empty = false;
-        let mut found = false;
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "products" && !found {
-                found = true;
-                map.next_value_seed(Products {
-                    state: &mut *self.state,
-                })?;
-                if self.state.stopped {
-                    return Ok(());
+impl Window<'_> {
+    /// Reads at least [`CHUNK`] more, and at least as much again as is
+    /// pending, so a long value is parsed again only a few times. `false`
+    /// at the end of the file.
+    fn fill(&mut self) -> Result<bool, FeedError> {
+        if self.eof {
+            return Ok(false);
+        }
+        self.buf.drain(..self.pos);
+        self.pos = 0;
+        // what is pending is one value, begun and not ended: past the
+        // limit (give or take one chunk) it is the file's error
+        let pending = self.buf.len();
+        let most = super::MAX_ROW_BYTES + CHUNK;
+        if pending >= most {
+            return Err(FeedError::RowTooLarge {
+                limit: super::MAX_ROW_BYTES,
+            });
+        }
+        let want = (pending + CHUNK.max(pending)).min(most);
+        self.buf.resize(want, 0);
+        let mut filled = pending;
+        while filled < want {
+            match self.input.read(&mut self.buf[filled..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
                 }
-            } else {
-                map.next_value::<IgnoredAny>()?;
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(FeedError::from_io(&e)),
+            }
+        }
+        self.buf.truncate(filled);
+        Ok(filled > pending)
+    }
+
+    /// The next byte that is not whitespace, left unread; `None` at the end.
+    fn peek(&mut self) -> Result<Option<u8>, FeedError> {
+        loop {
+            while let Some(&b) = self.buf.get(self.pos) {
+                if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                    return Ok(Some(b));
+                }
+                self.pos += 1;
+            }
+            if !self.fill()? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Reads `want` as the next byte that is not whitespace.
+    fn expect(&mut self, want: u8, what: &str) -> Result<(), FeedError> {
+        match self.peek()? {
+            Some(b) if b == want => {
+                self.pos += 1;
+                Ok(())
+            }
+            _ => Err(self.malformed(what)),
+        }
+    }
+
+    /// The value at the window's start, through `parse`, which keeps what
+    /// it needs: a value cut by the window's end is read again once the
+    /// window holds more (a number, too, for it could go on).
+    fn value<R>(&mut self, parse: impl Fn(&[u8]) -> Parsed<R>) -> Result<R, FeedError> {
+        loop {
+            let window = &self.buf[self.pos..];
+            let (next, used) = parse(window);
+            match next {
+                Some(Ok(kept)) if used < window.len() || self.eof => {
+                    self.pos += used;
+                    return Ok(kept);
+                }
+                Some(Err(e)) if !e.is_eof() || self.eof => return Err(self.refused(&e)),
+                None if self.eof => return Err(self.malformed("the document ends too soon")),
+                _ => {}
+            }
+            if !self.fill()? && !self.eof {
+                return Err(self.malformed("the document ends too soon"));
+            }
+        }
+    }
+
+    /// The elements of the products array, after its `[`.
+    fn products(
+        &mut self,
+        each: &mut dyn FnMut(RawRow) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, FeedError> {
+        if self.peek()? == Some(b']') {
+            self.pos += 1;
+            return Ok(ControlFlow::Continue(()));
+        }
+        loop {
+            let row = self.value(|w| one(w, |Members(object)| row(object)))?;
+            self.rows += 1;
+            if each(row).is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
+            match self.peek()? {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(ControlFlow::Continue(()));
+                }
+                _ => return Err(self.malformed("expected `,` or `]` after a product")),
+            }
+        }
+    }
+
+    /// An object's members, after its `{`: `products` read, the others skipped.
+    fn wrapped(
+        &mut self,
+        each: &mut dyn FnMut(RawRow) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, FeedError> {
+        let mut found = false;
+        if self.peek()? == Some(b'}') {
+            self.pos += 1;
+        } else {
+            loop {
+                let key = self.value(|w| one(w, |Key(k)| Ok(k.into_owned())))?;
+                self.expect(b':', "expected `:` after a member's name")?;
+                if key == "products" && !found {
+                    found = true;
+                    self.expect(b'[', "products must be an array")?;
+                    if self.products(each)?.is_break() {
+                        return Ok(ControlFlow::Break(()));
+                    }
+                } else {
+                    self.value(|w| one(w, |IgnoredAny| Ok(())))?;
+                }
+                match self.peek()? {
+                    Some(b',') => self.pos += 1,
+                    Some(b'}') => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return Err(self.malformed("expected `,` or `}` after a member")),
+                }
             }
         }
         if found {
-            Ok(())
+            Ok(ControlFlow::Continue(()))
         } else {
-            Err(serde::de::Error::custom("the object has no products array"))
+            Err(self.malformed("the object has no products array"))
+        }
+    }
+
+    fn malformed(&self, reason: &str) -> FeedError {
+        FeedError::Malformed {
+            row: self.rows + 1,
+            reason: reason.into(),
+        }
+    }
+
+    /// serde JSON's error, without its position (in the window, not the file).
+    fn refused(&self, e: &serde_json::Error) -> FeedError {
+        let text = e.to_string();
+        let text = text
+            .rsplit_once(" at line ")
+            .map_or(text.as_str(), |(t, _)| t);
+        if text.contains("unicode") || text.contains("UTF-8") {
+            return FeedError::BadUtf8 { row: self.rows + 1 };
+        }
+        FeedError::Malformed {
+            row: self.rows + 1,
+            reason: crate::domain::text::printable(text, 200),
         }
     }
 }
 
-struct Products<'s, 'a> {
-    state: &'s mut State<'a>,
+/// One value of type `T` at the start of `window`, borrowed from it and
+/// turned by `keep` into what outlives it.
+fn one<'a, T: serde::Deserialize<'a>, R>(
+    window: &'a [u8],
+    keep: impl FnOnce(T) -> Result<R, serde_json::Error>,
+) -> Parsed<R> {
+    let mut stream = serde_json::Deserializer::from_slice(window).into_iter::<T>();
+    let next = stream.next().map(|r| r.and_then(keep));
+    (next, stream.byte_offset())
 }
 
-impl<'de> DeserializeSeed<'de> for Products<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
+/// A product's members as the row.
+fn row(object: Object<'_>) -> Result<RawRow, serde_json::Error> {
+    let mut row = RawRow::new();
+    flatten("", object, &mut row, 0)?;
+    Ok(row)
 }
 
-impl<'de> Visitor<'de> for Products<'_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of products")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        products(self.state, seq)
-    }
-}
-
-/// One element at a time: read it, hand it over, forget it.
-/// One product: each member's value as the exact text of the file.
-type Object = Vec<(String, Box<RawValue>)>;
-
-fn products<'de, A: SeqAccess<'de>>(state: &mut State<'_>, mut seq: A) -> Result<(), A::Error> {
-    // what came before the array is no product's weight
-    state.start.next_row();
-    while let Some(Members(object)) = seq.next_element::<Members>()? {
-        state.rows += 1;
-        let mut row = RawRow::new();
-        flatten("", object, &mut row, 0).map_err(serde::de::Error::custom)?;
-        if (state.each)(row).is_break() {
-            state.stopped = true;
-            return Ok(());
-        }
-        state.start.next_row();
-    }
-    Ok(())
-}
+/// One product: each member's name and value as the exact text of the
+/// file, borrowed from the window.
+type Object<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
 
 /// An object's members, in order, their values unparsed.
-fn members(text: &str) -> Result<Object, serde_json::Error> {
+fn members(text: &str) -> Result<Object<'_>, serde_json::Error> {
     let members: Members = serde_json::from_str(text)?;
     Ok(members.0)
 }
 
-struct Members(Object);
+struct Members<'a>(Object<'a>);
 
-impl<'de> serde::Deserialize<'de> for Members {
+impl<'de> serde::Deserialize<'de> for Members<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Members;
+            type Value = Members<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a product object")
             }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Members, M::Error> {
-                let mut out = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Members<'de>, M::Error> {
+                // a product has a handful of fields: one allocation, mostly
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
                     if out.len() == super::MAX_ROW_FIELDS {
                         return Err(serde::de::Error::custom(format!(
                             "a product has more than {} fields",
                             super::MAX_ROW_FIELDS
                         )));
                     }
-                    out.push((key, map.next_value::<Box<RawValue>>()?));
+                    out.push((key, map.next_value::<&'de RawValue>()?));
                 }
                 Ok(Members(out))
             }
@@ -194,12 +317,37 @@ impl<'de> serde::Deserialize<'de> for Members {
     }
 }
 
+/// A member's name: borrowed from the text unless it has escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a member's name")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// Objects nested in a product this deep at most (`dimensions.length` is 1).
 const MAX_DEPTH: usize = 8;
 
 fn flatten(
     prefix: &str,
-    object: Object,
+    object: Object<'_>,
     row: &mut RawRow,
     depth: usize,
 ) -> Result<(), serde_json::Error> {
@@ -210,22 +358,19 @@ fn flatten(
     }
     for (key, value) in object {
         let name = if prefix.is_empty() {
-            key
+            key.into_owned()
         } else {
             format!("{prefix}.{key}")
         };
         let text = value.get().trim();
         match text.as_bytes().first() {
             Some(b'n') => {}
+            // most strings have no escapes: their text, unquoted, is the value
+            Some(b'"') if !text.contains('\\') => {
+                row.insert(name, text[1..text.len() - 1].to_owned());
+            }
             Some(b'"') => {
-                // most strings have no escapes: their text is the value
-                let inner = &text[1..text.len() - 1];
-                let value = if inner.contains('\\') {
-                    serde_json::from_str::<String>(text)?
-                } else {
-                    inner.to_owned()
-                };
-                row.insert(name, value);
+                row.insert(name, serde_json::from_str::<String>(text)?);
             }
             Some(b'{') => flatten(&name, members(text)?, row, depth + 1)?,
             // numbers as written; booleans and arrays as JSON text
@@ -344,6 +489,53 @@ mod tests {
             crate::feeds::FeedVersion::V1,
         );
         assert!(refused.unwrap_err().iter().any(|e| e.field == "price"));
+    }
+
+    #[test]
+    fn values_cut_by_the_window_are_read_whole() {
+        // a few hundred KB: numbers, escapes and multi-byte characters fall
+        // on every side of the window's edges
+        let expected: Vec<(String, String, String)> = (0..4000)
+            .map(|i| {
+                (
+                    format!("S{i}"),
+                    format!("{}.{:02}", i * 37, i % 100),
+                    format!("é{}\"{i}", "🦀".repeat(i % 7)),
+                )
+            })
+            .collect();
+        let elements: Vec<String> = expected
+            .iter()
+            .enumerate()
+            .map(|(i, (sku, price, name))| {
+                let pad = " ".repeat(i % 5);
+                format!(
+                    r#"{pad}{{"sku":"{sku}",{pad}"price":{price},"name":{},"quantity":{i}}}"#,
+                    serde_json::to_string(name).unwrap()
+                )
+            })
+            .collect();
+        let bare = format!("[{}]", elements.join(",\n"));
+        let wrapped = format!(r#"{{"version":12345, "products": {bare} ,"n":1}}"#);
+        for doc in [bare, wrapped] {
+            let rows = collect(&Json, doc.as_bytes()).unwrap();
+            assert_eq!(rows.len(), expected.len());
+            for (i, (row, (sku, price, name))) in rows.iter().zip(&expected).enumerate() {
+                assert_eq!(&row["sku"], sku);
+                assert_eq!(&row["price"], price);
+                assert_eq!(&row["name"], name);
+                assert_eq!(row["quantity"], i.to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn a_number_at_the_windows_edge_is_not_taken_for_its_first_digits() {
+        // `{"pad":"xx..x","version":` puts the number at CHUNK - 6
+        let pad = "x".repeat(CHUNK - 6 - 8 - 12);
+        let doc = format!(r#"{{"pad":"{pad}","version":123456789,"products":[{{"sku":"A"}}]}}"#);
+        assert_eq!(doc.find("123456789"), Some(CHUNK - 6));
+        assert_eq!(collect(&Json, doc.as_bytes()).unwrap()[0]["sku"], "A");
     }
 
     #[test]
