@@ -88,12 +88,17 @@ const NAMES: [&str; 7] = [
 ];
 
 fn feed(format: &str, n: usize) -> Vec<u8> {
+    feed_from(format, 0, n)
+}
+
+/// Rows `first..first + n` of the deterministic feed.
+fn feed_from(format: &str, first: usize, n: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(n * 160);
     match format {
         "csv" => {
             out.extend_from_slice(NAMES.join(",").as_bytes());
             out.push(b'\n');
-            for i in 0..n {
+            for i in first..first + n {
                 let row: Vec<String> = fields(i)
                     .iter()
                     .map(|f| {
@@ -110,8 +115,8 @@ fn feed(format: &str, n: usize) -> Vec<u8> {
         }
         "json" => {
             out.push(b'[');
-            for i in 0..n {
-                if i > 0 {
+            for i in first..first + n {
+                if i > first {
                     out.extend_from_slice(b",\n");
                 }
                 let object: serde_json::Map<String, serde_json::Value> = NAMES
@@ -125,7 +130,7 @@ fn feed(format: &str, n: usize) -> Vec<u8> {
         }
         _ => {
             out.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<products>\n");
-            for i in 0..n {
+            for i in first..first + n {
                 out.extend_from_slice(b"<product>");
                 for (k, v) in NAMES.iter().zip(fields(i)) {
                     let v = v
@@ -190,6 +195,20 @@ async fn child() -> Result<(), Error> {
         batch_size: 1,
         handler,
     };
+    // the resident set every 15 s: flat, or growing with the rows read?
+    let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sampler = tokio::spawn({
+        let samples = samples.clone();
+        async move {
+            let mut every = tokio::time::interval(Duration::from_secs(15));
+            loop {
+                every.tick().await;
+                if let Some(kb) = status_kb("VmRSS:") {
+                    samples.lock().map(|mut s| s.push(kb / 1024.0)).ok();
+                }
+            }
+        }
+    });
     let mut worked = false;
     loop {
         let p = poller.poll_once(Duration::from_secs(2)).await?;
@@ -201,31 +220,54 @@ async fn child() -> Result<(), Error> {
         }
         worked |= p.received > 0;
     }
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let hwm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .map(|v| v.trim().trim_end_matches(" kB").trim().to_owned())
-        .unwrap_or_default();
-    say!("{{\"vmhwm_kb\": {hwm}}}");
+    sampler.abort();
+    let hwm = status_kb("VmHWM:").ok_or("no VmHWM")?;
+    let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
+    say!(
+        "{}",
+        serde_json::json!({ "vmhwm_kb": hwm, "rss_mb_every_15s": samples })
+    );
     Ok(())
+}
+
+/// A line of `/proc/self/status`, in kB.
+fn status_kb(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 struct Run {
     seconds: f64,
+    /// The resident set every 15 s of the run, MB.
+    rss_over_time: Vec<f64>,
     rss_mb: f64,
     /// claim -> validated (first pass), validated -> completed (writes)
     phases: (f64, f64),
 }
 
 /// (b) and (c): drops a feed of `n` rows and runs the ingest process on it.
-async fn end_to_end(stack: &LocalStack, n: usize, concurrency: usize) -> Result<Run, Error> {
+/// `name` tells the feed apart: the same rows under another name are a
+/// re-import (every product exists: the read path of ADR 0022). Its rows
+/// are `first..first + n`.
+async fn end_to_end(
+    stack: &LocalStack,
+    (first, n): (usize, usize),
+    concurrency: usize,
+    name: &str,
+) -> Result<Run, Error> {
     let mut env = stack
         .template
         .function_env("FeedIngestFunction", &stack.stack)?;
     env.insert("FEED_WRITE_CONCURRENCY".into(), concurrency.to_string());
-    let body = feed("csv", n);
-    let key = format!("incoming/{PARTNER}/feed-{n}.csv");
+    let body = feed_from("csv", first, n);
+    let key = format!("incoming/{PARTNER}/{name}.csv");
     aws_sdk_s3::Client::new(&stack.sdk)
         .put_object()
         .bucket(stack.stack.bucket("FeedsBucket"))
@@ -236,8 +278,8 @@ async fn end_to_end(stack: &LocalStack, n: usize, concurrency: usize) -> Result<
     let started = Instant::now();
     let mut child = tokio::process::Command::new(std::env::current_exe()?);
     // what the C library reads at start, as Lambda would set it
-    if let Some(arenas) = env.get("MALLOC_ARENA_MAX") {
-        child.env("MALLOC_ARENA_MAX", arenas);
+    for (k, v) in env.iter().filter(|(k, _)| k.starts_with("MALLOC_")) {
+        child.env(k, v);
     }
     let out = child
         .arg("--child")
@@ -280,8 +322,13 @@ async fn end_to_end(stack: &LocalStack, n: usize, concurrency: usize) -> Result<
     }
     let validated = import.validated_at.ok_or("no validated_at")?;
     let secs = |d: chrono::TimeDelta| d.num_milliseconds() as f64 / 1000.0;
+    let rss_over_time = report["rss_mb_every_15s"]
+        .as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+        .unwrap_or_default();
     Ok(Run {
         seconds,
+        rss_over_time,
         rss_mb: rss_kb / 1024.0,
         phases: (
             secs(validated - import.created_at),
@@ -489,7 +536,8 @@ async fn measure(stack: &LocalStack, args: &Args) -> Result<(), Error> {
     let put = bare_writes(stack, args.bare, args.concurrency, 1).await?;
     let batch = bare_writes(stack, args.bare, args.concurrency, 25).await?;
     let transactions = bare_writes(stack, args.bare, args.concurrency, 100).await?;
-    let run = end_to_end(stack, args.rows, args.concurrency).await?;
+    let run = end_to_end(stack, (0, args.rows), args.concurrency, "first").await?;
+    let again = end_to_end(stack, (0, args.rows), args.concurrency, "again").await?;
     let rate = args.rows as f64 / run.seconds;
     let best = put.max(batch);
     say!("  bare PutItem             {put:>9.0} items/s");
@@ -514,11 +562,25 @@ async fn measure(stack: &LocalStack, args: &Args) -> Result<(), Error> {
         run.phases.1,
         args.rows as f64 / run.phases.1
     );
+    let again_rate = args.rows as f64 / again.seconds;
+    say!(
+        "  the same rows again (every product exists: read, then write): {:.1} s = {again_rate:.0} rows/s; ratio to the best bare rate {:.2}, to the first import {:.2}",
+        again.seconds,
+        again_rate / best,
+        again_rate / rate
+    );
 
     say!("\n(c) the ingest process's peak RSS");
-    say!("  N = {:>9}: {:.1} MB", args.rows, run.rss_mb);
+    say!(
+        "  N = {:>9}: {:.1} MB (its re-import: {:.1} MB)",
+        args.rows,
+        run.rss_mb,
+        again.rss_mb
+    );
     if args.big > 0 {
-        let big = end_to_end(stack, args.big, args.concurrency).await?;
+        // products none of the runs before made: a first import, as the
+        // one it is compared with (a re-import holds more per chunk)
+        let big = end_to_end(stack, (10_000_000, args.big), args.concurrency, "big").await?;
         let growth = big.rss_mb / run.rss_mb - 1.0;
         say!(
             "  N = {:>9}: {:.1} MB ({:.1} s end to end, {:.0} rows/s); growth {:+.1}% (target under 64 MB and within 10%: {})",
@@ -533,6 +595,8 @@ async fn measure(stack: &LocalStack, args: &Args) -> Result<(), Error> {
                 "NOT met"
             }
         );
+        let series: Vec<String> = big.rss_over_time.iter().map(|mb| format!("{mb:.1}")).collect();
+        say!("  resident set every 15 s of it, MB: {}", series.join(" "));
     }
     Ok(())
 }
