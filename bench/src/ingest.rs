@@ -595,7 +595,11 @@ async fn measure(stack: &LocalStack, args: &Args) -> Result<(), Error> {
                 "NOT met"
             }
         );
-        let series: Vec<String> = big.rss_over_time.iter().map(|mb| format!("{mb:.1}")).collect();
+        let series: Vec<String> = big
+            .rss_over_time
+            .iter()
+            .map(|mb| format!("{mb:.1}"))
+            .collect();
         say!("  resident set every 15 s of it, MB: {}", series.join(" "));
     }
     Ok(())
