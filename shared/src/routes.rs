@@ -15,6 +15,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/admin/products/{sku}"),
     ("POST", "/admin/flash-sales"),
     ("GET", "/admin/audit"),
+    ("GET", "/admin/feeds"),
     ("POST", "/payments/callback"),
 ];
 

@@ -922,3 +922,80 @@ async fn a_product_owned_by_another_partner_is_never_written() {
     assert_eq!(import.status, ImportStatus::CompletedWithErrors);
     assert_eq!(h.catalog().await["p1:X"], ("Theirs".into(), 500, 5));
 }
+
+#[tokio::test]
+async fn an_admin_lists_a_partners_imports_newest_first_page_by_page() {
+    let h = with_partners().await;
+    h.drop_feed(
+        "incoming/p1/one.csv",
+        csv(&["A,A,1.00,EUR,1,kitchen,"]),
+        &[],
+    )
+    .await;
+    h.drop_feed(
+        "incoming/p1/two.csv",
+        csv(&["B,B,1.00,EUR,1,kitchen,", "C,,1.00,EUR,1,kitchen,"]),
+        &[],
+    )
+    .await;
+    h.drop_feed(
+        "incoming/p2/other.csv",
+        csv(&["X,X,1.00,EUR,1,kitchen,"]),
+        &[],
+    )
+    .await;
+    let polled = h.ingest_queued(&[]).await;
+    assert_eq!((polled.received, polled.failed), (4, 0));
+    let admin = h.admin();
+    let page = |query: String| {
+        let (h, admin) = (&h, admin.clone());
+        async move {
+            h.call(
+                http::Method::GET,
+                &format!("/admin/feeds?{query}"),
+                Some(&admin),
+                None,
+            )
+            .await
+        }
+    };
+    let all = page("partner_id=p1".into()).await;
+    assert_eq!(all.status, 200, "{:?}", all.body);
+    let items = all.body["items"].as_array().unwrap();
+    let feeds: Vec<&str> = items
+        .iter()
+        .map(|i| i["feed_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(feeds.len(), 2, "p2's import is not p1's: {feeds:?}");
+    let two = items.iter().find(|i| i["feed_id"] == "two").unwrap();
+    assert_eq!(two["status"], "completed_with_errors");
+    assert_eq!(
+        two["counts"],
+        serde_json::json!({"rows": 2, "ingested": 1, "rejected": 1, "skipped_older": 0})
+    );
+    assert_eq!(two["report_key"], "reports/p1/two.errors.json");
+    assert_eq!(two["object"]["key"], "incoming/p1/two.csv");
+    assert!(two.get("run").is_none() && two.get("lease_until").is_none());
+    assert!(items[0]["created_at"].as_str() >= items[1]["created_at"].as_str());
+    // one at a time: the cursor leads to the other, then to nothing
+    let first = page("partner_id=p1&limit=1".into()).await;
+    let cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
+    let second = page(format!("partner_id=p1&limit=1&cursor={cursor}")).await;
+    assert_eq!(second.status, 200);
+    assert_ne!(first.body["items"][0], second.body["items"][0]);
+    // a cursor of p1's listing does not read p2's (a 400, not a 500)
+    let crossed = page(format!("partner_id=p2&cursor={cursor}")).await;
+    assert_eq!(crossed.status, 400, "{:?}", crossed.body);
+    let missing = page("limit=5".into()).await;
+    assert_eq!(missing.status, 400);
+    assert_eq!(missing.body["details"]["field"], "partner_id");
+    let shopper = h
+        .call(
+            http::Method::GET,
+            "/admin/feeds?partner_id=p1",
+            Some(&h.shopper("s1")),
+            None,
+        )
+        .await;
+    assert_eq!(shopper.status, 403);
+}

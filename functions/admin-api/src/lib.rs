@@ -1,4 +1,5 @@
-//! admin-api: catalog and flash-sale administration, and the audit trail.
+//! admin-api: catalog and flash-sale administration, partners' feed
+//! imports, and the audit trail.
 //! Only callers in the `admin` group pass; every request, allowed or refused,
 //! leaves an audit record (who, what, when, from where, outcome).
 
@@ -15,6 +16,7 @@ use shared::domain::product::{Product, ProductInput, check_sku};
 use shared::domain::text::printable;
 use shared::domain::throttle::Throttle;
 use shared::domain::ts;
+use shared::feeds::import::ImportView;
 use shared::http::{
     MAX_JSON_BODY, RequestInfo, check_origin, json_body, limit_param, path_param, query_param,
 };
@@ -23,6 +25,7 @@ use shared::response::{json, with_location};
 use shared::store::audit::{AuditEvent, AuditStore};
 use shared::store::catalog::CatalogStore;
 use shared::store::flash_sales::{FlashSaleStore, SaleView};
+use shared::store::imports::ImportStore;
 use shared::store::requests::{Counted, RequestStore};
 use tracing::Instrument;
 
@@ -33,6 +36,7 @@ pub struct Deps {
     catalog: CatalogStore,
     sales: FlashSaleStore,
     audit: AuditStore,
+    imports: ImportStore,
     requests: RequestStore,
     /// Actors whose denied requests this container summarised, until the
     /// window ends: their next refusals cost no DynamoDB call.
@@ -47,6 +51,7 @@ impl Deps {
         Self {
             sales: FlashSaleStore::new(dynamo.clone(), &config.tables.flash_sales, catalog.clone()),
             audit: AuditStore::new(dynamo.clone(), &config.tables.audit),
+            imports: ImportStore::new(dynamo.clone(), &config.tables.partners),
             requests: RequestStore::new(dynamo, &config.tables.requests),
             summarised: Memory::new(10_000),
             catalog,
@@ -212,6 +217,7 @@ async fn route(
         }
         "POST /admin/flash-sales" => create_sale(deps, req, now, target).await,
         "GET /admin/audit" => list_audit(deps, req, now).await,
+        "GET /admin/feeds" => list_feeds(deps, req, target).await,
         _ => Err(shared::routes::unmatched(&info.method, &info.path).into()),
     }
 }
@@ -262,6 +268,28 @@ async fn create_sale(
     let location = format!("/flash-sales/{}", sale.sale_id);
     let body = SaleView { sale, remaining }.to_body(now);
     Ok(with_location(json(StatusCode::CREATED, &body), &location))
+}
+
+/// A partner's feed imports, newest first: what became of each drop.
+async fn list_feeds(
+    deps: &Deps,
+    req: &Request,
+    target: &mut String,
+) -> Result<Response<Body>, ApiError> {
+    let partner_id = query_param(req, "partner_id").unwrap_or_default();
+    shared::domain::text::check_id("partner_id", &partner_id, 64)?;
+    target.clone_from(&partner_id);
+    let limit = limit_param(req, 50, 200)?;
+    let cursor = query_param(req, "cursor").filter(|c| !c.is_empty());
+    let page = deps
+        .imports
+        .list_by_partner(&partner_id, limit as i32, cursor.as_deref())
+        .await?;
+    let items: Vec<ImportView> = page.items.into_iter().map(ImportView::from).collect();
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "items": items, "next_cursor": page.next_cursor }),
+    ))
 }
 
 async fn list_audit(

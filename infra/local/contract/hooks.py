@@ -52,7 +52,7 @@ EXCUSED = (
     Excused(
         why="A cursor is valid only if this endpoint issued it (it encodes a stored key); "
         "a generated one, however well formed, is 400 invalid_request on cursor.",
-        operations=("GET /products", "GET /admin/audit"),
+        operations=("GET /products", "GET /admin/audit", "GET /admin/feeds"),
         check="positive_data_acceptance",
         status=400,
         error="invalid_request",

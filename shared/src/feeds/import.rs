@@ -147,6 +147,59 @@ pub struct Import {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What an operator sees of an import (`GET /admin/feeds`): its object,
+/// status, counts and report; not the run that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImportView {
+    pub import_id: String,
+    pub partner_id: String,
+    pub feed_id: String,
+    pub status: ImportStatus,
+    pub reason_code: Option<String>,
+    pub reason: Option<String>,
+    pub feed_version: Option<u8>,
+    pub validation: Option<Validation>,
+    pub counts: Counts,
+    pub report_key: Option<String>,
+    pub object: ObjectView,
+    #[serde(with = "ts")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "ts")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The object version an import reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectView {
+    pub key: String,
+    pub size: u64,
+    pub version_id: Option<String>,
+}
+
+impl From<Import> for ImportView {
+    fn from(i: Import) -> Self {
+        Self {
+            import_id: i.import_id,
+            partner_id: i.partner_id,
+            feed_id: i.feed_id,
+            status: i.status,
+            reason_code: i.reason_code,
+            reason: i.reason,
+            feed_version: i.feed_version,
+            validation: i.validation,
+            counts: i.counts,
+            report_key: i.report_key,
+            object: ObjectView {
+                key: i.source.key,
+                size: i.source.size,
+                version_id: i.source.version_id,
+            },
+            created_at: i.created_at,
+            updated_at: i.updated_at,
+        }
+    }
+}
+
 impl Import {
     pub fn version(&self) -> Option<FeedVersion> {
         self.feed_version

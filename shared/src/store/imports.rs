@@ -2,7 +2,8 @@
 //! and the progress of the invocation that holds it.
 
 use super::keys::partners as keys;
-use super::{StoreError, get_item, item_with_keys, number_attr, string_attr};
+use super::keys::{GSI1PK, GSI1SK, PK, SK};
+use super::{ListError, Page, StoreError, get_item, item_with_keys, number_attr, string_attr};
 use crate::domain::ts;
 use crate::feeds::import::{Import, ImportStatus, padded_sequencer};
 use aws_sdk_dynamodb::Client;
@@ -160,5 +161,53 @@ impl ImportStore {
             Err(e) if e.as_service_error().is_some_and(conditional) => Ok(false),
             Err(e) => Err(StoreError::dynamo("UpdateItem", &e)),
         }
+    }
+
+    /// A page of `partner_id`'s imports, newest first (the `by_partner`
+    /// index). A cursor of another partner's listing is refused, not sent.
+    pub async fn list_by_partner(
+        &self,
+        partner_id: &str,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<Import>, ListError> {
+        let index_pk = string_attr(keys::imports_of(partner_id));
+        let start = cursor
+            .map(|c| crate::cursor::decode(c, &[PK, SK, GSI1PK, GSI1SK]))
+            .transpose()?;
+        if start
+            .as_ref()
+            .is_some_and(|s| s.get(GSI1PK) != Some(&index_pk))
+        {
+            return Err(crate::cursor::CursorError.into());
+        }
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(keys::BY_PARTNER)
+            .key_condition_expression("#p = :p")
+            .expression_attribute_names("#p", GSI1PK)
+            .expression_attribute_values(":p", index_pk)
+            .scan_index_forward(false)
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("Query", &e))?;
+        let items = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(serde_dynamo::from_item)
+            .collect::<Result<Vec<Import>, _>>()
+            .map_err(StoreError::from)?;
+        Ok(Page {
+            items,
+            next_cursor: out
+                .last_evaluated_key
+                .filter(|k| !k.is_empty())
+                .and_then(|k| crate::cursor::encode(&k)),
+        })
     }
 }

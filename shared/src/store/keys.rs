@@ -223,9 +223,13 @@ pub mod partners {
     pub fn import_keys(import_id: &str, partner_id: &str, created_at: &str) -> Item {
         with_index(
             import(import_id),
-            format!("PARTNER#{partner_id}"),
+            imports_of(partner_id),
             format!("IMPORT#{created_at}#{import_id}"),
         )
+    }
+    /// The `by_partner` partition of a partner's imports.
+    pub fn imports_of(partner_id: &str) -> String {
+        format!("PARTNER#{partner_id}")
     }
     /// The newest S3 `sequencer` seen for one object key (the key is last).
     pub fn object_key(bucket: &str, object_key: &str) -> Item {
