@@ -15,6 +15,7 @@ use crate::payments::signature::SignatureError;
 use crate::routes::Unmatched;
 use crate::store::catalog::PutProductError;
 use crate::store::flash_sales::CreateSaleError;
+use crate::store::partners::{CreatePartnerError, KeyError};
 use crate::store::{ListError, StoreError};
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
@@ -370,6 +371,40 @@ impl From<CreateSaleError> for ApiError {
             .with_detail("sale_id", id),
             CreateSaleError::Conflict => ApiError::request_in_progress(),
             CreateSaleError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<CreatePartnerError> for ApiError {
+    fn from(e: CreatePartnerError) -> Self {
+        match e {
+            CreatePartnerError::AlreadyExists(id) => ApiError::new(
+                StatusCode::CONFLICT,
+                "already_exists",
+                format!(
+                    "A partner with id '{id}' already exists. Choose another partner_id or omit it."
+                ),
+            )
+            .with_detail("partner_id", id),
+            // a random 64-bit id met another: the same request again succeeds
+            CreatePartnerError::KeyIdTaken(_) | CreatePartnerError::Conflict => {
+                ApiError::request_in_progress()
+            }
+            CreatePartnerError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::NotFound => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No such partner, or no such key of that partner. Check the ids and try again.",
+            ),
+            KeyError::KeyIdTaken(_) | KeyError::Conflict => ApiError::request_in_progress(),
+            KeyError::Store(e) => e.into(),
         }
     }
 }

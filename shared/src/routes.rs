@@ -16,6 +16,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/flash-sales"),
     ("GET", "/admin/audit"),
     ("GET", "/admin/feeds"),
+    ("POST", "/admin/partners"),
+    ("POST", "/admin/partners/{partner_id}/keys"),
+    ("DELETE", "/admin/partners/{partner_id}/keys/{key_id}"),
     ("POST", "/payments/callback"),
 ];
 

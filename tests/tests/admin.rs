@@ -370,3 +370,157 @@ async fn a_flood_of_forged_denials_is_one_summary_with_no_forged_lines() {
         assert!(target.chars().count() <= 101 || e["outcome"] == "denied_summary");
     }
 }
+
+#[tokio::test]
+async fn a_partner_gets_keys_shown_once_stored_as_hashes_and_revoked_for_good() {
+    use shared::domain::api_key::ApiKey;
+    use shared::store::partners::PartnerStore;
+    let h = Harness::new().await;
+    let admin = h.admin();
+    let store = PartnerStore::new(
+        aws_sdk_dynamodb::Client::new(&h.stack.sdk),
+        h.stack.stack.table("PartnersTable"),
+    );
+    let created = h
+        .call(
+            Method::POST,
+            "/admin/partners",
+            Some(&admin),
+            Some(json!({"name": "Acme Outdoor GmbH", "feed_version": 2})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let partner_id = created.body["partner_id"].as_str().unwrap().to_owned();
+    assert!(partner_id.starts_with("acme-outdoor-gmbh-"), "{partner_id}");
+    assert_eq!(
+        (
+            created.body["feed_version"].clone(),
+            created.body["validation"].clone()
+        ),
+        (json!(2), json!("lenient"))
+    );
+    let first = ApiKey::parse(created.body["api_key"].as_str().unwrap()).unwrap();
+    assert_eq!(first.key_id, created.body["key_id"]);
+    // only the hash is kept, and it is the secret's
+    let stored = store.key(&first.key_id).await.unwrap().unwrap();
+    assert_eq!(stored.partner_id, partner_id);
+    assert!(first.matches(&stored.secret_hash));
+    assert!(
+        !created.body["api_key"]
+            .as_str()
+            .unwrap()
+            .contains(&stored.secret_hash)
+    );
+    // a second key (rotation): both valid until one is revoked
+    let keys = format!("/admin/partners/{partner_id}/keys");
+    let added = h.call(Method::POST, &keys, Some(&admin), None).await;
+    assert_eq!(added.status, 201, "{}", added.body);
+    let second = ApiKey::parse(added.body["api_key"].as_str().unwrap()).unwrap();
+    assert_ne!(second.key_id, first.key_id);
+    assert!(
+        second.matches(
+            &store
+                .key(&second.key_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .secret_hash
+        )
+    );
+    // revoked: once, then again to no effect; another partner's key is not found
+    let revoke = format!("{keys}/{}", first.key_id);
+    assert_eq!(
+        h.call(Method::DELETE, &revoke, Some(&admin), None)
+            .await
+            .status,
+        204
+    );
+    let revoked_at = store.key(&first.key_id).await.unwrap().unwrap().revoked_at;
+    assert!(revoked_at.is_some());
+    assert_eq!(
+        h.call(Method::DELETE, &revoke, Some(&admin), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        store.key(&first.key_id).await.unwrap().unwrap().revoked_at,
+        revoked_at
+    );
+    assert!(
+        store
+            .key(&second.key_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    let other = h
+        .call(
+            Method::POST,
+            "/admin/partners",
+            Some(&admin),
+            Some(json!({"name": "Other", "partner_id": "other-co"})),
+        )
+        .await;
+    assert_eq!(other.body["partner_id"], "other-co");
+    let crossed = format!("/admin/partners/other-co/keys/{}", second.key_id);
+    let refused = h.call(Method::DELETE, &crossed, Some(&admin), None).await;
+    assert_eq!(refused.status, 404);
+    assert_eq!(error_code(&refused), "not_found");
+    assert!(
+        store
+            .key(&second.key_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    let unknown = h
+        .call(
+            Method::POST,
+            "/admin/partners/nobody/keys",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
+    let again = h
+        .call(
+            Method::POST,
+            "/admin/partners",
+            Some(&admin),
+            Some(json!({"name": "Copy", "partner_id": "other-co"})),
+        )
+        .await;
+    assert_eq!(again.status, 409);
+    assert_eq!(error_code(&again), "already_exists");
+    let bad = h
+        .call(
+            Method::POST,
+            "/admin/partners",
+            Some(&admin),
+            Some(json!({"name": "X", "partner_id": "a:b"})),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    let shopper = h
+        .call(
+            Method::POST,
+            "/admin/partners",
+            Some(&h.shopper("s1")),
+            Some(json!({"name": "Sneaky"})),
+        )
+        .await;
+    assert_eq!(shopper.status, 403);
+    // the audit trail names the partner and key, never the key's secret
+    let audit = h
+        .call(Method::GET, "/admin/audit?limit=50", Some(&admin), None)
+        .await;
+    let trail = audit.body.to_string();
+    assert!(trail.contains(&partner_id));
+    assert!(!trail.contains(created.body["api_key"].as_str().unwrap()));
+    assert!(!trail.contains(added.body["api_key"].as_str().unwrap()));
+}

@@ -1,5 +1,5 @@
-//! admin-api: catalog and flash-sale administration, partners' feed
-//! imports, and the audit trail.
+//! admin-api: catalog and flash-sale administration, partners (their keys
+//! and feed imports), and the audit trail.
 //! Only callers in the `admin` group pass; every request, allowed or refused,
 //! leaves an audit record (who, what, when, from where, outcome).
 
@@ -11,7 +11,9 @@ use shared::ApiError;
 use shared::aws::SdkConfig;
 use shared::clock::SharedClock;
 use shared::config::{ConfigError, HttpConfig, Source};
+use shared::domain::api_key::ApiKey;
 use shared::domain::flash_sale::NewFlashSale;
+use shared::domain::partner::NewPartner;
 use shared::domain::product::{Product, ProductInput, check_sku};
 use shared::domain::text::printable;
 use shared::domain::throttle::Throttle;
@@ -26,6 +28,7 @@ use shared::store::audit::{AuditEvent, AuditStore};
 use shared::store::catalog::CatalogStore;
 use shared::store::flash_sales::{FlashSaleStore, SaleView};
 use shared::store::imports::ImportStore;
+use shared::store::partners::{ApiKeyRecord, Partner, PartnerStore};
 use shared::store::requests::{Counted, RequestStore};
 use tracing::Instrument;
 
@@ -37,6 +40,7 @@ pub struct Deps {
     sales: FlashSaleStore,
     audit: AuditStore,
     imports: ImportStore,
+    partners: PartnerStore,
     requests: RequestStore,
     /// Actors whose denied requests this container summarised, until the
     /// window ends: their next refusals cost no DynamoDB call.
@@ -52,6 +56,7 @@ impl Deps {
             sales: FlashSaleStore::new(dynamo.clone(), &config.tables.flash_sales, catalog.clone()),
             audit: AuditStore::new(dynamo.clone(), &config.tables.audit),
             imports: ImportStore::new(dynamo.clone(), &config.tables.partners),
+            partners: PartnerStore::new(dynamo.clone(), &config.tables.partners),
             requests: RequestStore::new(dynamo, &config.tables.requests),
             summarised: Memory::new(10_000),
             catalog,
@@ -218,6 +223,19 @@ async fn route(
         "POST /admin/flash-sales" => create_sale(deps, req, now, target).await,
         "GET /admin/audit" => list_audit(deps, req, now).await,
         "GET /admin/feeds" => list_feeds(deps, req, target).await,
+        "POST /admin/partners" => create_partner(deps, req, now, target).await,
+        "POST /admin/partners/{partner_id}/keys" => {
+            let partner_id = path_param(req, "partner_id")?;
+            add_key(deps, partner_id, now, target).await
+        }
+        "DELETE /admin/partners/{partner_id}/keys/{key_id}" => {
+            let (partner_id, key_id) = (path_param(req, "partner_id")?, path_param(req, "key_id")?);
+            target.clone_from(&format!("{partner_id}/{key_id}"));
+            deps.partners.revoke_key(&partner_id, &key_id, now).await?;
+            let mut gone = Response::new(Body::Empty);
+            *gone.status_mut() = StatusCode::NO_CONTENT;
+            Ok(gone)
+        }
         _ => Err(shared::routes::unmatched(&info.method, &info.path).into()),
     }
 }
@@ -268,6 +286,78 @@ async fn create_sale(
     let location = format!("/flash-sales/{}", sale.sale_id);
     let body = SaleView { sale, remaining }.to_body(now);
     Ok(with_location(json(StatusCode::CREATED, &body), &location))
+}
+
+/// A partner and its first key, shown once: only the key's hash is kept.
+async fn create_partner(
+    deps: &Deps,
+    req: &Request,
+    now: DateTime<Utc>,
+    target: &mut String,
+) -> Result<Response<Body>, ApiError> {
+    let input: NewPartner = json_body(req, MAX_JSON_BODY)?;
+    input.validate()?;
+    let key = new_key()?;
+    let partner = Partner {
+        partner_id: input.partner_id(&key.key_id[..6]),
+        name: input.name.trim().to_owned(),
+        created_at: now,
+        feed_version: input.feed_version.unwrap_or(1),
+        validation: input.validation.unwrap_or_default(),
+    };
+    target.clone_from(&partner.partner_id);
+    deps.partners
+        .create(&partner, &key_record(&key, &partner.partner_id, now))
+        .await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &json!({
+            "partner_id": partner.partner_id,
+            "name": partner.name,
+            "feed_version": partner.feed_version,
+            "validation": partner.validation,
+            "created_at": ts::format(&now),
+            "key_id": key.key_id,
+            "api_key": key.reveal(),
+        }),
+    ))
+}
+
+/// Another key for a partner (rotation: the old one stays valid until revoked).
+async fn add_key(
+    deps: &Deps,
+    partner_id: String,
+    now: DateTime<Utc>,
+    target: &mut String,
+) -> Result<Response<Body>, ApiError> {
+    target.clone_from(&partner_id);
+    let key = new_key()?;
+    deps.partners
+        .add_key(&key_record(&key, &partner_id, now))
+        .await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &json!({
+            "partner_id": partner_id,
+            "key_id": key.key_id,
+            "api_key": key.reveal(),
+            "created_at": ts::format(&now),
+        }),
+    ))
+}
+
+fn new_key() -> Result<ApiKey, ApiError> {
+    ApiKey::generate().map_err(|e| ApiError::internal(format!("no randomness for a key: {e}")))
+}
+
+fn key_record(key: &ApiKey, partner_id: &str, now: DateTime<Utc>) -> ApiKeyRecord {
+    ApiKeyRecord {
+        key_id: key.key_id.clone(),
+        partner_id: partner_id.to_owned(),
+        secret_hash: key.secret_hash(),
+        created_at: now,
+        revoked_at: None,
+    }
 }
 
 /// A partner's feed imports, newest first: what became of each drop.

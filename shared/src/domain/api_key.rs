@@ -1,6 +1,7 @@
 //! Partner API keys: `fc_<key_id>_<secret>`. Only a SHA-256 of the secret is
-//! stored; the secret is 244 random bits, so a fast hash is enough (there is
-//! nothing to brute-force that a slow hash would protect).
+//! stored; the secret is 256 random bits from the OS, so a fast hash is
+//! enough (ADR 0023: there is no guessable password for a slow hash to
+//! protect).
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -24,18 +25,17 @@ impl std::fmt::Debug for ApiKey {
 }
 
 impl ApiKey {
-    /// A new random key.
-    pub fn generate() -> Self {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let secret = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
-        Self {
-            key_id: id[..16].to_owned(),
-            secret,
-        }
+    /// A new random key: a 64-bit id and a 256-bit secret, both from the
+    /// OS's generator, in hex. Fails only if the OS has no randomness to give.
+    pub fn generate() -> Result<Self, getrandom::Error> {
+        let mut id = [0u8; 8];
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut id)?;
+        getrandom::fill(&mut secret)?;
+        Ok(Self {
+            key_id: hex::encode(id),
+            secret: hex::encode(secret),
+        })
     }
 
     /// Splits a presented key; `None` for anything not shaped like one.
@@ -77,19 +77,21 @@ mod tests {
 
     #[test]
     fn generated_keys_parse_back() {
-        let k = ApiKey::generate();
+        let k = ApiKey::generate().unwrap();
         let p = ApiKey::parse(&k.reveal()).unwrap();
         assert_eq!(p.key_id, k.key_id);
         assert!(p.matches(&k.secret_hash()));
-        assert!(!ApiKey::generate().matches(&k.secret_hash()));
+        assert!(!ApiKey::generate().unwrap().matches(&k.secret_hash()));
         assert!(!p.matches("not hex"));
         assert_eq!(k.secret_hash().len(), 64);
-        assert_ne!(ApiKey::generate().reveal(), k.reveal());
+        assert_ne!(ApiKey::generate().unwrap().reveal(), k.reveal());
+        // fc_, 64 bits of id, _, 256 bits of secret, in hex
+        assert_eq!(k.reveal().len(), 3 + 16 + 1 + 64);
     }
 
     #[test]
     fn a_key_never_prints_its_secret() {
-        let k = ApiKey::generate();
+        let k = ApiKey::generate().unwrap();
         let printed = format!("{k:?}");
         assert!(printed.contains(&k.key_id));
         assert!(!printed.contains(&k.reveal()[k.key_id.len() + 4..]));

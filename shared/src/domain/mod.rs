@@ -6,6 +6,7 @@ pub mod flash_sale;
 pub mod idempotency;
 pub mod money;
 pub mod order;
+pub mod partner;
 pub mod payment;
 pub mod product;
 pub mod text;

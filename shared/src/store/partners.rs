@@ -5,6 +5,7 @@ use super::transaction::Transaction;
 use super::{StoreError, item_with_keys, put_new};
 use crate::domain::ts;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +51,28 @@ pub enum CreatePartnerError {
     Conflict,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Why a key was not added or revoked.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// No such partner, or (revoking) no such key of that partner.
+    #[error("not found")]
+    NotFound,
+    /// The key id is taken (ids are random: a retry with a new key succeeds).
+    #[error("key id {0} already exists")]
+    KeyIdTaken(String),
+    #[error("another write to the same items was in progress")]
+    Conflict,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The parts of adding a key.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Adding {
+    Partner,
+    Key,
 }
 
 /// The parts of a partner's creating transaction.
@@ -109,5 +132,78 @@ impl PartnerStore {
         } else {
             CreatePartnerError::Conflict
         })
+    }
+
+    /// A key of `partner_id`: the key record, whoever holds it.
+    pub async fn key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        super::get_item(&self.client, &self.table, keys::api_key(key_id), true).await
+    }
+
+    /// Adds a key to an existing partner (rotation: its other keys stay valid).
+    pub async fn add_key(&self, key: &ApiKeyRecord) -> Result<(), KeyError> {
+        let mut tx = Transaction::new();
+        let partner = keys::partner(&key.partner_id);
+        tx.push(
+            Adding::Partner,
+            TransactWriteItem::builder()
+                .condition_check(
+                    ConditionCheck::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(partner))
+                        .condition_expression("attribute_exists(pk)")
+                        .build()
+                        .map_err(StoreError::from)?,
+                )
+                .build(),
+        );
+        tx.push(
+            Adding::Key,
+            put_new(
+                &self.table,
+                item_with_keys(key, keys::api_key(&key.key_id))?,
+            )?,
+        );
+        let cancelled = match tx.commit(&self.client).await? {
+            Ok(()) => return Ok(()),
+            Err(c) => c,
+        };
+        Err(if cancelled.failed(Adding::Partner) {
+            KeyError::NotFound
+        } else if cancelled.failed(Adding::Key) {
+            KeyError::KeyIdTaken(key.key_id.clone())
+        } else {
+            KeyError::Conflict
+        })
+    }
+
+    /// Revokes `partner_id`'s key `key_id` at `now`; revoking it again
+    /// changes nothing. Another partner's key is [`KeyError::NotFound`].
+    pub async fn revoke_key(
+        &self,
+        partner_id: &str,
+        key_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), KeyError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::api_key(key_id)))
+            .update_expression("SET revoked_at = if_not_exists(revoked_at, :now)")
+            .condition_expression("attribute_exists(pk) AND partner_id = :p")
+            .expression_attribute_values(":now", super::string_attr(ts::format(&now)))
+            .expression_attribute_values(":p", super::string_attr(partner_id))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Err(KeyError::NotFound)
+            }
+            Err(e) => Err(StoreError::dynamo("UpdateItem", &e).into()),
+        }
     }
 }
