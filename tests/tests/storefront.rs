@@ -53,6 +53,14 @@ async fn products_page_through_the_whole_catalog_with_opaque_cursors() {
         .map(|p| p["sku"].as_str().unwrap())
         .collect();
     assert_eq!(skus, vec!["SKU-1", "SKU-3", "SKU-5"]);
+    // a cursor of one category's listing does not page another's: 400, not 500
+    let first = h.get("/products?category=odd&limit=1").await;
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let crossed = h
+        .get(&format!("/products?category=even&cursor={cursor}"))
+        .await;
+    assert_eq!(crossed.status, 400, "{}", crossed.body);
+    assert_eq!(crossed.body["details"]["field"], "cursor");
 }
 
 #[tokio::test]

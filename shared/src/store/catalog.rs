@@ -108,6 +108,15 @@ impl CatalogStore {
                 let start = cursor
                     .map(|c| cursor::decode(c, &[PK, SK, GSI1PK, GSI1SK]))
                     .transpose()?;
+                // another category's cursor would start outside the partition
+                // queried, which DynamoDB refuses: the caller's 400, not a 500
+                let partition = string_attr(keys::category_pk(category));
+                if start
+                    .as_ref()
+                    .is_some_and(|s| s.get(GSI1PK) != Some(&partition))
+                {
+                    return Err(cursor::CursorError.into());
+                }
                 let out = self
                     .client
                     .query()
@@ -115,7 +124,7 @@ impl CatalogStore {
                     .index_name(keys::BY_CATEGORY)
                     .key_condition_expression("#p = :p")
                     .expression_attribute_names("#p", GSI1PK)
-                    .expression_attribute_values(":p", string_attr(keys::category_pk(category)))
+                    .expression_attribute_values(":p", partition)
                     .limit(limit)
                     .set_exclusive_start_key(start)
                     .send()
