@@ -134,7 +134,7 @@ impl PartnerStore {
         })
     }
 
-    /// A key of `partner_id`: the key record, whoever holds it.
+    /// A key's record, found by its id (the partner it belongs to is in it).
     pub async fn key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         super::get_item(&self.client, &self.table, keys::api_key(key_id), true).await
     }
