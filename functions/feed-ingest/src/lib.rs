@@ -261,9 +261,12 @@ async fn process(deps: &Deps, record: SqsMessage, deadline: Instant) -> Option<B
                     tracing::info!(import_id = %i.import_id, "handed over");
                     None
                 }
+                // not dropped: if the holder was this message's own earlier
+                // run (its lease not released), nothing else would finish
+                // the import; in the DLQ it is alarmed and can be redriven
                 Outcome::Busy(_) if last_delivery => {
-                    tracing::warn!("another run still holds the import at the last delivery; dropped");
-                    None
+                    tracing::warn!("another run still holds the import at the last delivery; left for the DLQ");
+                    Some(backoff(receives))
                 }
                 Outcome::Busy(until) => {
                     tracing::info!(%until, "another run holds the import; kept until its lease ends");

@@ -351,6 +351,11 @@ impl Ingest {
         };
         let opened = match open().await {
             Ok(o) => o,
+            // a later run of a validated import keeps its validation report
+            Err(ObjectError::Gone) if import.validated => {
+                let reason = "the object was deleted or replaced while it was read".into();
+                return self.reject(import, "object_gone", reason).await;
+            }
             Err(ObjectError::Gone) => {
                 return self
                     .reject_unread(

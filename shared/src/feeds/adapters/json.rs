@@ -153,8 +153,13 @@ impl Window<'_> {
 
     /// The value at the window's start, through `parse`, which keeps what
     /// it needs: a value cut by the window's end is read again once the
-    /// window holds more (a number, too, for it could go on).
+    /// window holds more (a number, too, for it could go on). A cut value
+    /// is not always an EOF error: serde JSON calls `12.` or `-` at the end
+    /// of its slice an invalid number. So before the end of the file, an
+    /// error is the file's only once it comes back at the same place in a
+    /// grown window.
     fn value<R>(&mut self, parse: impl Fn(&[u8]) -> Parsed<R>) -> Result<R, FeedError> {
+        let mut failed_at = None;
         loop {
             let window = &self.buf[self.pos..];
             let (next, used) = parse(window);
@@ -163,7 +168,14 @@ impl Window<'_> {
                     self.pos += used;
                     return Ok(kept);
                 }
-                Some(Err(e)) if !e.is_eof() || self.eof => return Err(self.refused(&e)),
+                Some(Err(e)) if self.eof => return Err(self.refused(&e)),
+                Some(Err(e)) if !e.is_eof() => {
+                    let at = (e.line(), e.column());
+                    if failed_at == Some(at) {
+                        return Err(self.refused(&e));
+                    }
+                    failed_at = Some(at);
+                }
                 None if self.eof => return Err(self.malformed("the document ends too soon")),
                 _ => {}
             }
@@ -250,7 +262,11 @@ impl Window<'_> {
         let text = text
             .rsplit_once(" at line ")
             .map_or(text.as_str(), |(t, _)| t);
-        if text.contains("unicode") || text.contains("UTF-8") {
+        // serde JSON's word for bytes that are not UTF-8 inside a string
+        // (the category keeps a string value that says "unicode" out)
+        if e.classify() == serde_json::error::Category::Syntax
+            && text.starts_with("invalid unicode code point")
+        {
             return FeedError::BadUtf8 { row: self.rows + 1 };
         }
         FeedError::Malformed {
@@ -536,6 +552,28 @@ mod tests {
         let doc = format!(r#"{{"pad":"{pad}","version":123456789,"products":[{{"sku":"A"}}]}}"#);
         assert_eq!(doc.find("123456789"), Some(CHUNK - 6));
         assert_eq!(collect(&Json, doc.as_bytes()).unwrap()[0]["sku"], "A");
+    }
+
+    #[test]
+    fn a_number_cut_anywhere_by_the_windows_edge_is_read_whole() {
+        // `-12.5e+3` across the edge at every offset: serde JSON calls
+        // `-`, `-12.` or `-12.5e+` at the end of its slice invalid numbers
+        for k in 0..=9 {
+            let head = r#"{"pad":""#;
+            let mid = r#"","products":[{"sku":"A","price":"#;
+            let pad = "x".repeat(CHUNK - k - head.len() - mid.len());
+            let doc = format!(r#"{head}{pad}{mid}-12.5e+3,"quantity":-0.25}}]}}"#);
+            assert_eq!(doc.find("-12.5e+3"), Some(CHUNK - k));
+            let rows = collect(&Json, doc.as_bytes()).unwrap_or_else(|e| panic!("{k}: {e:?}"));
+            assert_eq!(rows[0]["price"], "-12.5e+3", "{k}");
+            assert_eq!(rows[0]["quantity"], "-0.25", "{k}");
+        }
+        // a real error is still one, at the same row
+        let bad = format!(r#"[{{"sku":"{}"}},{{"price":12.x}}]"#, "x".repeat(CHUNK));
+        assert!(matches!(
+            collect(&Json, bad.as_bytes()),
+            Err(FeedError::Malformed { row: 2, .. })
+        ));
     }
 
     #[test]
