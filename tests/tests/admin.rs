@@ -487,6 +487,11 @@ async fn a_partner_gets_keys_shown_once_stored_as_hashes_and_revoked_for_good() 
         )
         .await;
     assert_eq!(unknown.status, 404);
+    // an id that could not be a key is the caller's 400, before DynamoDB sees it
+    let long = format!("/admin/partners/{}/keys/k", "p".repeat(3000));
+    let refused = h.call(Method::DELETE, &long, Some(&admin), None).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.body["details"]["field"], "partner_id");
     let again = h
         .call(
             Method::POST,

@@ -225,11 +225,11 @@ async fn route(
         "GET /admin/feeds" => list_feeds(deps, req, target).await,
         "POST /admin/partners" => create_partner(deps, req, now, target).await,
         "POST /admin/partners/{partner_id}/keys" => {
-            let partner_id = path_param(req, "partner_id")?;
+            let partner_id = id_param(req, "partner_id")?;
             add_key(deps, partner_id, now, target).await
         }
         "DELETE /admin/partners/{partner_id}/keys/{key_id}" => {
-            let (partner_id, key_id) = (path_param(req, "partner_id")?, path_param(req, "key_id")?);
+            let (partner_id, key_id) = (id_param(req, "partner_id")?, id_param(req, "key_id")?);
             target.clone_from(&format!("{partner_id}/{key_id}"));
             deps.partners.revoke_key(&partner_id, &key_id, now).await?;
             let mut gone = Response::new(Body::Empty);
@@ -344,6 +344,14 @@ async fn add_key(
             "created_at": ts::format(&now),
         }),
     ))
+}
+
+/// A path's id, checked before it reaches a key or the audit trail (a
+/// DynamoDB key of 2 KB is the caller's 400, not a 500).
+fn id_param(req: &Request, name: &str) -> Result<String, ApiError> {
+    let id = path_param(req, name)?;
+    shared::domain::text::check_id(name, &id, 64)?;
+    Ok(id)
 }
 
 fn new_key() -> Result<ApiKey, ApiError> {
