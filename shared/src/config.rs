@@ -359,3 +359,75 @@ impl FeedConfig {
         })
     }
 }
+
+/// partner-api: its limits, the feeds bucket it signs uploads into.
+#[derive(Debug, Clone)]
+pub struct PartnerConfig {
+    pub tables: Tables,
+    pub feeds_bucket: String,
+    /// Requests one key may make per minute.
+    pub per_key: Throttle,
+    /// Failed key attempts one source address may make per window; the
+    /// next blocks it until the window ends.
+    pub failures: Throttle,
+    /// How long an upload URL works (at most 15 minutes).
+    pub upload_expires_secs: u64,
+    /// The largest body a dry run reads.
+    pub max_validate_bytes: usize,
+    /// The most a gzipped dry-run body may inflate to.
+    pub max_validate_decoded_bytes: u64,
+}
+
+impl PartnerConfig {
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        let positive = |name: &'static str, v: u64, max: u64| {
+            if v == 0 || v > max {
+                Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("must be from 1 to {max}"),
+                })
+            } else {
+                Ok(v)
+            }
+        };
+        let per_minute = positive(
+            "PARTNER_REQUESTS_PER_MINUTE",
+            number(src, "PARTNER_REQUESTS_PER_MINUTE", 60)?,
+            100_000,
+        )?;
+        let failed = positive(
+            "PARTNER_FAILED_ATTEMPTS",
+            number(src, "PARTNER_FAILED_ATTEMPTS", 20)?,
+            100_000,
+        )?;
+        let failure_window = positive(
+            "PARTNER_FAILURE_WINDOW_SECONDS",
+            number(src, "PARTNER_FAILURE_WINDOW_SECONDS", 900)?,
+            86_400,
+        )?;
+        let max_validate_bytes = positive(
+            "PARTNER_VALIDATE_MAX_BYTES",
+            number(src, "PARTNER_VALIDATE_MAX_BYTES", 4 << 20)?,
+            6 << 20,
+        )?;
+        Ok(Self {
+            tables: Tables::from_source(src)?,
+            feeds_bucket: required(src, "FEEDS_BUCKET")?,
+            per_key: Throttle {
+                burst: per_minute as u32,
+                window_secs: 60,
+            },
+            failures: Throttle {
+                burst: failed as u32,
+                window_secs: failure_window as i64,
+            },
+            upload_expires_secs: positive(
+                "PARTNER_UPLOAD_EXPIRES_SECONDS",
+                number(src, "PARTNER_UPLOAD_EXPIRES_SECONDS", 900)?,
+                900,
+            )?,
+            max_validate_bytes: max_validate_bytes as usize,
+            max_validate_decoded_bytes: 8 * max_validate_bytes,
+        })
+    }
+}

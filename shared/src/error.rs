@@ -8,8 +8,10 @@
 use crate::checkout::CheckoutError;
 use crate::cursor::CursorError;
 use crate::domain::Invalid;
+use crate::domain::api_key::KeyRefusal;
 use crate::domain::flash_sale::SaleRule;
 use crate::domain::order::CartRule;
+use crate::domain::throttle::{LimitScope, RateLimited};
 use crate::domain::ts;
 use crate::payments::signature::SignatureError;
 use crate::routes::Unmatched;
@@ -406,6 +408,36 @@ impl From<KeyError> for ApiError {
             KeyError::KeyIdTaken(_) | KeyError::Conflict => ApiError::request_in_progress(),
             KeyError::Store(e) => e.into(),
         }
+    }
+}
+
+/// 401 `invalid_api_key`, the same whatever was wrong with the key.
+impl From<KeyRefusal> for ApiError {
+    fn from(_: KeyRefusal) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "Send a valid partner key in the X-Api-Key header: fc_<key_id>_<secret>, as it was shown when created.",
+        )
+    }
+}
+
+/// 429 `rate_limited` with `Retry-After`.
+impl From<RateLimited> for ApiError {
+    fn from(e: RateLimited) -> Self {
+        let retry_after = e.retry_after.max(1);
+        let message = match e.scope {
+            LimitScope::Key { per_minute } => format!(
+                "This key may make {per_minute} requests a minute. Wait {retry_after} s and try again."
+            ),
+            LimitScope::Address => format!(
+                "Too many failed key attempts from your address. Wait {retry_after} s, then send a valid key."
+            ),
+        };
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+            .with_header(header::RETRY_AFTER, retry_after.to_string())
+            .with_detail("retry_after", retry_after)
+            .with_detail("limit", e.scope.as_str())
     }
 }
 

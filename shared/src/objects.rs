@@ -89,6 +89,79 @@ impl Objects {
         }
     }
 
+    /// The first `bytes` of an object (a ranged GET), `None` if it is not there.
+    pub async fn head_of(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: u64,
+    ) -> Result<Option<Vec<u8>>, ObjectError> {
+        let result = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .range(format!("bytes=0-{}", bytes.saturating_sub(1)))
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let data = out.body.collect().await.map_err(|e| ObjectError::S3 {
+                    op: "GetObject",
+                    message: e.to_string(),
+                })?;
+                Ok(Some(data.to_vec()))
+            }
+            Err(e)
+                if e.raw_response().is_some_and(|r| r.status().as_u16() == 404)
+                    || e.as_service_error().is_some_and(|se| se.is_no_such_key()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(s3_err("GetObject")(e)),
+        }
+    }
+
+    /// A URL that puts one object at `key`, valid for `expires_in`: the
+    /// Content-Type and the `metadata` are signed, so the upload must send
+    /// exactly the headers returned with it.
+    pub async fn presigned_put(
+        &self,
+        bucket: &str,
+        key: &str,
+        content_type: &str,
+        metadata: &[(&str, String)],
+        expires_in: std::time::Duration,
+    ) -> Result<Presigned, ObjectError> {
+        let config =
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in).map_err(|e| {
+                ObjectError::S3 {
+                    op: "PutObject presigning",
+                    message: e.to_string(),
+                }
+            })?;
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type);
+        for (name, value) in metadata {
+            request = request.metadata(*name, value);
+        }
+        let signed = request
+            .presigned(config)
+            .await
+            .map_err(s3_err("PutObject presigning"))?;
+        Ok(Presigned {
+            url: signed.uri().to_owned(),
+            headers: signed
+                .headers()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        })
+    }
+
     /// Starts the report at `key`; nothing is visible until it is finished.
     pub fn report(&self, bucket: &str, key: &str) -> Report {
         Report {
@@ -99,6 +172,13 @@ impl Objects {
             upload: None,
         }
     }
+}
+
+/// A presigned request: its URL and the headers that were signed with it.
+#[derive(Debug, Clone)]
+pub struct Presigned {
+    pub url: String,
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// S3 notifications carry the ETag without its quotes; `If-Match` wants them.

@@ -20,6 +20,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/partners/{partner_id}/keys"),
     ("DELETE", "/admin/partners/{partner_id}/keys/{key_id}"),
     ("POST", "/payments/callback"),
+    ("GET", "/partner/contract"),
+    ("GET", "/partner/contract/example"),
+    ("GET", "/partner/help"),
+    ("POST", "/partner/feeds/validate"),
+    ("POST", "/partner/feeds"),
+    ("GET", "/partner/feeds/{feed_id}"),
 ];
 
 /// The API's CORS configuration, as template.yaml declares it (a test keeps

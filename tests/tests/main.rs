@@ -15,6 +15,7 @@ mod flash;
 mod gateway;
 mod malformed;
 mod mfa_gate;
+mod partner;
 mod payments;
 mod pollers;
 mod storefront;

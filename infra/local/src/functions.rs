@@ -183,6 +183,12 @@ impl Functions {
                         ),
                     );
                 }
+                "partner-api" => {
+                    out.http.insert(
+                        id.clone(),
+                        function!(HttpFn, partner_api, env, sdk, clock, id),
+                    );
+                }
                 "admin-mfa-gate" => {}
                 "feed-ingest" => {
                     out.sqs.insert(

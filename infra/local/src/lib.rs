@@ -106,6 +106,9 @@ impl LocalStack {
         let template = Template::load(&template::default_path())?;
         let mut stack = bootstrap::create(&template, &sdk, prefix).await?;
         for (name, value) in parameters {
+            if !stack.parameters.contains_key(*name) {
+                return Err(format!("template.yaml has no parameter {name}").into());
+            }
             stack
                 .parameters
                 .insert((*name).to_owned(), template::Resolved::Str(value.clone()));

@@ -155,7 +155,12 @@ async fn run(
     let callback = format!("http://127.0.0.1:{port}/payments/callback");
     let (sandbox, sandbox_url) =
         flashcart_local::start_sandbox(sandbox_port, Some(callback)).await?;
-    let parameters = [("PaymentProviderUrl", sandbox_url.clone())];
+    let mut parameters = vec![("PaymentProviderUrl".to_owned(), sandbox_url.clone())];
+    parameters.extend(parameter_overrides()?);
+    let parameters: Vec<(&str, String)> = parameters
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
     let mut stack = LocalStack::deploy(sdk, prefix, jwt::secret_from_env(), &parameters).await?;
     stack.sandbox = Some(sandbox);
     // the event source mappings: each queue long-polled into its function
@@ -193,6 +198,23 @@ async fn run(
     Ok(())
 }
 
+/// `FLASHCART_PARAMETERS=Name=value,Name=value`: template parameters this
+/// run sets (`make contract` lifts the partner limits with it, so its
+/// thousands of requests exercise the routes rather than the 429).
+fn parameter_overrides() -> Result<Vec<(String, String)>, flashcart_local::Error> {
+    let Ok(raw) = std::env::var("FLASHCART_PARAMETERS") else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .ok_or_else(|| format!("FLASHCART_PARAMETERS: '{pair}' is not Name=value").into())
+        })
+        .collect()
+}
+
 fn banner(port: u16, sandbox_url: &str, stack: &LocalStack, seeded: Option<&seed::Seeded>) {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
     let dynamodb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_else(|_| endpoint.clone());
@@ -220,8 +242,9 @@ fn banner(port: u16, sandbox_url: &str, stack: &LocalStack, seeded: Option<&seed
         }
     }
     text.push_str(&format!(
-        "\nTry:\n  curl -s 'http://127.0.0.1:{port}/products?limit=3'\n  curl -s http://127.0.0.1:{port}/flash-sales/{}\n  TOKEN=$(make -s token USER=alice GROUPS=admin)\n  curl -s -H \"Authorization: Bearer $TOKEN\" 'http://127.0.0.1:{port}/admin/audit?limit=5'\n\nCtrl-C stops everything.\n",
-        seed::DEMO_SALE
+        "\nTry:\n  curl -s 'http://127.0.0.1:{port}/products?limit=3'\n  curl -s http://127.0.0.1:{port}/flash-sales/{}\n  TOKEN=$(make -s token USER=alice GROUPS=admin)\n  curl -s -H \"Authorization: Bearer $TOKEN\" 'http://127.0.0.1:{port}/admin/audit?limit=5'\n  curl -s http://127.0.0.1:{port}/partner/help   (a partner's quickstart; key {})\n\nCtrl-C stops everything.\n",
+        seed::DEMO_SALE,
+        seed::DEMO_PARTNER_KEY,
     ));
     say(&text);
 }

@@ -698,6 +698,17 @@ mod tests {
             .filter_map(|r| Some((r.method, r.path?)))
             .collect();
         declared.sort();
+        // a documented path another route's template takes under the same
+        // method (GET /partner/feeds/validate is GET /partner/feeds/{feed_id}
+        // to API Gateway) is what the API answers there, not a route of its own
+        documented.retain(|(method, path)| {
+            declared.contains(&(method.clone(), path.clone()))
+                || !declared.iter().any(|(m, template)| {
+                    m == method
+                        && template.contains('{')
+                        && shared::routes::match_path(template, path).is_some()
+                })
+        });
         assert_eq!(
             documented, declared,
             "docs/openapi.yaml and template.yaml disagree"

@@ -71,6 +71,33 @@ impl ApiKey {
     }
 }
 
+/// Why a presented key was refused. Every reason is the same 401 to the
+/// caller, who learns nothing about which part was wrong; the audit record
+/// names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRefusal {
+    Missing,
+    /// Not shaped `fc_<key_id>_<secret>`.
+    Malformed,
+    /// No key has that id.
+    Unknown,
+    /// The secret does not match the key's hash.
+    Mismatch,
+    Revoked,
+}
+
+impl KeyRefusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+            Self::Unknown => "unknown_key_id",
+            Self::Mismatch => "wrong_secret",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

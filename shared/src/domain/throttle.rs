@@ -31,6 +31,30 @@ impl Throttle {
     }
 }
 
+/// A partner request refused by a limit (429 `rate_limited`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimited {
+    pub retry_after: u64,
+    pub scope: LimitScope,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitScope {
+    /// The key's requests per minute.
+    Key { per_minute: u32 },
+    /// Failed key attempts from one source address: it is blocked.
+    Address,
+}
+
+impl LimitScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Key { .. } => "key",
+            Self::Address => "address",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -200,6 +200,157 @@ impl From<Import> for ImportView {
     }
 }
 
+/// An upload a partner asked for (`POST /partner/feeds`): where to put the
+/// file, until when the URL works, and who asked. What it becomes is the
+/// import of the object put there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    pub partner_id: String,
+    pub feed_id: String,
+    /// `incoming/<partner_id>/<feed_id>.<format>`
+    pub object_key: String,
+    pub format: String,
+    pub feed_version: u8,
+    pub validation: Validation,
+    /// The key that asked for it.
+    pub key_id: String,
+    #[serde(with = "ts")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "ts")]
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Row counts as a partner sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PartnerCounts {
+    pub rows: u64,
+    pub ingested: u64,
+    pub rejected: u64,
+    pub skipped_older: u64,
+}
+
+/// What a partner sees of its feed (`GET /partner/feeds/{feed_id}`): the
+/// newest import of the feed's object, or the upload it is still waiting for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FeedView {
+    pub feed_id: String,
+    /// `awaiting_upload`, then the import's status.
+    pub status: &'static str,
+    pub reason_code: Option<String>,
+    pub reason: Option<String>,
+    pub feed_version: Option<u8>,
+    pub validation: Option<Validation>,
+    pub counts: PartnerCounts,
+    /// The report's first errors (at most 100).
+    pub errors: Vec<ReportedError>,
+    pub report_key: Option<String>,
+    pub object_key: String,
+    #[serde(with = "ts::option")]
+    pub upload_expires_at: Option<DateTime<Utc>>,
+    #[serde(with = "ts")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "ts")]
+    pub updated_at: DateTime<Utc>,
+}
+
+impl FeedView {
+    pub fn awaiting(upload: &Upload) -> Self {
+        Self {
+            feed_id: upload.feed_id.clone(),
+            status: "awaiting_upload",
+            reason_code: None,
+            reason: None,
+            feed_version: Some(upload.feed_version),
+            validation: Some(upload.validation),
+            counts: PartnerCounts {
+                rows: 0,
+                ingested: 0,
+                rejected: 0,
+                skipped_older: 0,
+            },
+            errors: Vec::new(),
+            report_key: None,
+            object_key: upload.object_key.clone(),
+            upload_expires_at: Some(upload.expires_at),
+            created_at: upload.created_at,
+            updated_at: upload.created_at,
+        }
+    }
+
+    pub fn of(import: Import, errors: Vec<ReportedError>) -> Self {
+        let c = import.counts;
+        Self {
+            feed_id: import.feed_id,
+            status: import.status.as_str(),
+            reason_code: import.reason_code,
+            reason: import.reason,
+            feed_version: import.feed_version,
+            validation: import.validation,
+            counts: PartnerCounts {
+                rows: c.rows,
+                ingested: c.ingested,
+                rejected: c.rejected,
+                skipped_older: c.skipped_older,
+            },
+            errors,
+            report_key: import.report_key,
+            object_key: import.source.key,
+            upload_expires_at: None,
+            created_at: import.created_at,
+            updated_at: import.updated_at,
+        }
+    }
+}
+
+/// One error as a report lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedError {
+    pub row: u64,
+    pub field: String,
+    pub code: String,
+    pub message: String,
+}
+
+/// The first `limit` errors of a report from its first bytes (a report puts
+/// one error a line after its header), or none if the report is another
+/// import's (a newer object of the same feed wrote it).
+pub fn first_errors(head: &[u8], import_id: &str, limit: usize) -> Vec<ReportedError> {
+    #[derive(Deserialize)]
+    struct Header {
+        import_id: String,
+        #[serde(default)]
+        errors: Vec<ReportedError>,
+    }
+    let mut lines = head.split(|b| *b == b'\n');
+    let Some(first) = lines.next() else {
+        return Vec::new();
+    };
+    // a report rejected unread is one line, whole; a longer one's header
+    // line ends in the errors' opening bracket
+    let header: Option<Header> = serde_json::from_slice(first).ok().or_else(|| {
+        let mut closed = first.to_vec();
+        closed.extend_from_slice(b"]}");
+        serde_json::from_slice(&closed).ok()
+    });
+    let Some(header) = header.filter(|h| h.import_id == import_id) else {
+        return Vec::new();
+    };
+    let mut errors = header.errors;
+    for line in lines {
+        if errors.len() >= limit || line.starts_with(b"]") {
+            break;
+        }
+        let line = line.strip_suffix(b",").unwrap_or(line);
+        match serde_json::from_slice(line) {
+            Ok(e) => errors.push(e),
+            // the range cut the line
+            Err(_) => break,
+        }
+    }
+    errors.truncate(limit);
+    errors
+}
+
 impl Import {
     pub fn version(&self) -> Option<FeedVersion> {
         self.feed_version
@@ -275,6 +426,22 @@ mod tests {
         assert!(first < second);
         let longer = stamp(&source(t, Some("0055B9F3A11F")), "0000", 1);
         assert!(first < longer && longer < second);
+    }
+
+    #[test]
+    fn a_reports_first_errors_are_read_from_its_head() {
+        let report = "{\"partner_id\":\"p\",\"feed_id\":\"f\",\"import_id\":\"i1\",\"errors\":[\n{\"row\":1,\"field\":\"sku\",\"code\":\"required\",\"message\":\"m\"},\n{\"row\":2,\"field\":\"name\",\"code\":\"too_long\",\"message\":\"m\"},\n{\"row\":3,\"field\":\"name\",\"code\":\"required\",\"message\":\"m\"}\n],\"rows\":3}\n";
+        let all = first_errors(report.as_bytes(), "i1", 100);
+        assert_eq!(all.len(), 3);
+        assert_eq!((all[1].row, all[1].code.as_str()), (2, "too_long"));
+        assert_eq!(first_errors(report.as_bytes(), "i1", 2).len(), 2);
+        assert!(first_errors(report.as_bytes(), "other", 100).is_empty());
+        // cut by the range in the middle of the third error
+        let cut = &report.as_bytes()[..report.find("\"row\":3").unwrap() + 4];
+        assert_eq!(first_errors(cut, "i1", 100).len(), 2);
+        let unread = "{\"partner_id\":\"p\",\"feed_id\":\"f\",\"import_id\":\"i1\",\"errors\":[],\"rows\":0}";
+        assert!(first_errors(unread.as_bytes(), "i1", 100).is_empty());
+        assert!(first_errors(b"", "i1", 100).is_empty());
     }
 
     #[test]

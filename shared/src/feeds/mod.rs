@@ -4,6 +4,7 @@
 //! row into a [`FeedProduct`] or every reason it is not one.
 
 pub mod adapters;
+pub mod contract;
 pub mod import;
 pub mod ingest;
 pub mod scan;

@@ -5,7 +5,7 @@ use super::keys::partners as keys;
 use super::keys::{GSI1PK, GSI1SK, PK, SK};
 use super::{ListError, Page, StoreError, get_item, item_with_keys, number_attr, string_attr};
 use crate::domain::ts;
-use crate::feeds::import::{Import, ImportStatus, padded_sequencer};
+use crate::feeds::import::{Import, ImportStatus, Upload, padded_sequencer};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::ReturnValue;
 use chrono::{DateTime, Utc};
@@ -38,14 +38,7 @@ impl ImportStore {
     }
 
     fn item(import: &Import) -> Result<super::Item, StoreError> {
-        item_with_keys(
-            import,
-            keys::import_keys(
-                &import.import_id,
-                &import.partner_id,
-                &ts::format(&import.created_at),
-            ),
-        )
+        item_with_keys(import, keys::import_keys(import))
     }
 
     pub async fn get(&self, import_id: &str) -> Result<Option<Import>, StoreError> {
@@ -161,6 +154,70 @@ impl ImportStore {
             Err(e) if e.as_service_error().is_some_and(conditional) => Ok(false),
             Err(e) => Err(StoreError::dynamo("UpdateItem", &e)),
         }
+    }
+
+    /// The import of `partner_id`'s feed `feed_id` whose object is newest
+    /// (the `by_feed` index, eventually consistent: an import claimed a
+    /// moment ago may show a moment later).
+    pub async fn latest_of_feed(
+        &self,
+        partner_id: &str,
+        feed_id: &str,
+    ) -> Result<Option<Import>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(keys::BY_FEED)
+            .key_condition_expression("#f = :f")
+            .expression_attribute_names("#f", super::keys::GSI2PK)
+            .expression_attribute_values(":f", string_attr(keys::feed(partner_id, feed_id)))
+            .scan_index_forward(false)
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("Query", &e))?;
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .map(serde_dynamo::from_item)
+            .transpose()
+            .map_err(StoreError::from)
+    }
+
+    /// Records an upload asked for; `false` if the feed id was taken.
+    pub async fn put_upload(&self, upload: &Upload) -> Result<bool, StoreError> {
+        let item = item_with_keys(upload, keys::upload(&upload.partner_id, &upload.feed_id))?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", super::keys::PK)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(conditional) => Ok(false),
+            Err(e) => Err(StoreError::dynamo("PutItem", &e)),
+        }
+    }
+
+    /// The upload `partner_id` asked for under `feed_id`, if any.
+    pub async fn upload(
+        &self,
+        partner_id: &str,
+        feed_id: &str,
+    ) -> Result<Option<Upload>, StoreError> {
+        get_item(
+            &self.client,
+            &self.table,
+            keys::upload(partner_id, feed_id),
+            true,
+        )
+        .await
     }
 
     /// A page of `partner_id`'s imports, newest first (the `by_partner`

@@ -13,6 +13,8 @@ pub const PK: &str = "pk";
 pub const SK: &str = "sk";
 pub const GSI1PK: &str = "gsi1pk";
 pub const GSI1SK: &str = "gsi1sk";
+pub const GSI2PK: &str = "gsi2pk";
+pub const GSI2SK: &str = "gsi2sk";
 
 /// A caller-supplied part of a key, length-prefixed (`5:alice`), so no value
 /// can imitate the separators around it: `victim#pay` then `k-77` and `victim`
@@ -220,12 +222,34 @@ pub mod partners {
     pub fn import(import_id: &str) -> Item {
         key(format!("IMPORT#{import_id}"), "IMPORT")
     }
-    pub fn import_keys(import_id: &str, partner_id: &str, created_at: &str) -> Item {
-        with_index(
-            import(import_id),
-            imports_of(partner_id),
-            format!("IMPORT#{created_at}#{import_id}"),
-        )
+    /// gsi2: one feed of one partner -> its imports, newest object first
+    /// (what `GET /partner/feeds/{feed_id}` reads).
+    pub const BY_FEED: &str = "by_feed";
+    /// An import's key attributes, both indexes included.
+    pub fn import_keys(import: &crate::feeds::import::Import) -> Item {
+        let id = &import.import_id;
+        let created_at = crate::domain::ts::format(&import.created_at);
+        let mut item = with_index(
+            self::import(id),
+            imports_of(&import.partner_id),
+            format!("IMPORT#{created_at}#{id}"),
+        );
+        let object_at = crate::domain::ts::format(&import.source.created_at);
+        item.insert(
+            GSI2PK.to_owned(),
+            string_attr(feed(&import.partner_id, &import.feed_id)),
+        );
+        item.insert(GSI2SK.to_owned(), string_attr(format!("{object_at}#{id}")));
+        item
+    }
+    /// The `by_feed` partition of one feed of one partner.
+    pub fn feed(partner_id: &str, feed_id: &str) -> String {
+        format!("FEED#{}#{feed_id}", part(partner_id))
+    }
+    /// A feed's upload, asked for through `POST /partner/feeds` and not yet
+    /// (or not yet known to be) made.
+    pub fn upload(partner_id: &str, feed_id: &str) -> Item {
+        key(format!("UPLOAD#{}#{feed_id}", part(partner_id)), "UPLOAD")
     }
     /// The `by_partner` partition of a partner's imports.
     pub fn imports_of(partner_id: &str) -> String {

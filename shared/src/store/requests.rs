@@ -128,6 +128,30 @@ impl RequestStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
+    /// How many attempts of `user` on `sku` the current window holds (a
+    /// consistent read; 0 for none).
+    pub async fn peek(
+        &self,
+        user: &str,
+        sku: &str,
+        throttle: &Throttle,
+        now: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::throttle(user, sku, throttle.window_start(now))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", &e))?;
+        Ok(out
+            .item
+            .and_then(|item| read_number(&item, "count"))
+            .unwrap_or(0))
+    }
+
     /// Counts one attempt on its own (an attempt whose transaction failed).
     pub async fn count(
         &self,
