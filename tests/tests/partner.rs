@@ -745,3 +745,96 @@ async fn the_quickstart_runs_as_written() {
     assert_eq!(last["counts"]["ingested"], 2);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// S5: the partner-admin operations take an admin's token, not a partner's
+/// key nor a shopper's token; every refusal is audited and nothing changes.
+#[tokio::test]
+async fn partner_admin_operations_refuse_partners_and_shoppers_and_audit_them() {
+    let h = Harness::new().await;
+    let p = h.new_partner("Acme", 1).await;
+    let key_id = &p.key[3..19];
+    let shopper = h.shopper("mallory");
+    let ops = [
+        (
+            Method::POST,
+            "/admin/partners".to_owned(),
+            Some(json!({"name": "Evil"})),
+        ),
+        (Method::POST, format!("/admin/partners/{}/keys", p.id), None),
+        (
+            Method::DELETE,
+            format!("/admin/partners/{}/keys/{key_id}", p.id),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/admin/feeds?partner_id={}", p.id),
+            None,
+        ),
+    ];
+    for (method, path, body) in &ops {
+        let as_shopper = h
+            .call(method.clone(), path, Some(&shopper), body.clone())
+            .await;
+        assert_eq!(as_shopper.status, 403, "{method} {path}");
+        // a partner's key, where a token belongs or in its own header
+        let as_bearer = h
+            .call(method.clone(), path, Some(&p.key), body.clone())
+            .await;
+        assert_eq!(as_bearer.status, 401, "{method} {path}");
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(path.as_str())
+            .header("x-api-key", &p.key);
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let with_key = h
+            .send(
+                req.body(Body::from(
+                    body.clone().map(|b| b.to_string()).unwrap_or_default(),
+                ))
+                .unwrap(),
+            )
+            .await;
+        assert_eq!(with_key.status, 401, "{method} {path}");
+    }
+    // nothing changed: the key still works, no partner was made
+    assert_eq!(
+        h.new_upload(&p.key, json!({"format": "csv"})).await.status,
+        201
+    );
+    let trail = h.audit_trail().await;
+    let denied: Vec<&Value> = trail
+        .iter()
+        .filter(|e| e["actor"] == "mallory" && e["outcome"] == "denied")
+        .collect();
+    assert_eq!(denied.len(), 4, "{denied:?}");
+    assert!(!trail.iter().any(|e| e["action"] == "POST /admin/partners"
+        && e["outcome"] == "allowed"
+        && e["actor"] == "mallory"));
+    // a browser page cannot send the key cross-site: the API's CORS does not
+    // allow the header, so the preflight tells the browser no
+    let preflight = h
+        .send(
+            Request::builder()
+                .method(Method::OPTIONS)
+                .uri("/partner/feeds")
+                .header("origin", "http://localhost:3000")
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "x-api-key")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let allowed = preflight
+        .headers
+        .get("access-control-allow-headers")
+        .map(|v| v.to_str().unwrap().to_ascii_lowercase())
+        .unwrap_or_default();
+    assert!(
+        allowed.contains("authorization"),
+        "an allowed origin's preflight: {allowed}"
+    );
+    assert!(!allowed.contains("x-api-key"), "{allowed}");
+}
