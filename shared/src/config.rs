@@ -405,10 +405,12 @@ impl PartnerConfig {
             number(src, "PARTNER_FAILURE_WINDOW_SECONDS", 900)?,
             86_400,
         )?;
+        // Lambda takes 6 MB of request, and API Gateway base64-encodes a
+        // binary body (4/3): 4 MiB is the most that can arrive
         let max_validate_bytes = positive(
             "PARTNER_VALIDATE_MAX_BYTES",
-            number(src, "PARTNER_VALIDATE_MAX_BYTES", 4 << 20)?,
-            6 << 20,
+            number(src, "PARTNER_VALIDATE_MAX_BYTES", 3 << 20)?,
+            4 << 20,
         )?;
         Ok(Self {
             tables: Tables::from_source(src)?,
@@ -427,7 +429,9 @@ impl PartnerConfig {
                 900,
             )?,
             max_validate_bytes: max_validate_bytes as usize,
-            max_validate_decoded_bytes: 8 * max_validate_bytes,
+            // a gzipped CSV shrinks 5 to 10 times; a bomb stops here, and
+            // the scan of this much stays within a second or so
+            max_validate_decoded_bytes: 4 * max_validate_bytes,
         })
     }
 }

@@ -118,6 +118,12 @@ impl Objects {
             {
                 Ok(None)
             }
+            // without s3:ListBucket, S3 answers a missing key with 403: a
+            // report expired by the bucket's lifecycle is such a key
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
+                tracing::warn!(bucket, key, "object not readable (403): taken as absent");
+                Ok(None)
+            }
             Err(e) => Err(s3_err("GetObject")(e)),
         }
     }

@@ -52,9 +52,31 @@ impl Harness {
             req = req.header(*name, *value);
         }
         let mut req = req.body(body.into()).unwrap();
-        let addr: SocketAddr = format!("{from}:40000").parse().unwrap();
+        let addr = SocketAddr::new(from.parse().unwrap(), 40000);
         req.extensions_mut().insert(ConnectInfo(addr));
         self.send(req).await
+    }
+
+    /// `POST /partner/feeds/validate` of `body` as `format`, version `version`.
+    async fn dry_run(
+        &self,
+        key: &str,
+        format: &str,
+        version: &str,
+        body: impl Into<Body>,
+    ) -> Answer {
+        self.partner_call(
+            Method::POST,
+            "/partner/feeds/validate",
+            Some(key),
+            "198.51.100.7",
+            &[
+                ("content-type", content_type(format)),
+                ("x-feed-version", version),
+            ],
+            body,
+        )
+        .await
     }
 
     async fn new_upload(&self, key: &str, body: Value) -> Answer {
@@ -411,19 +433,7 @@ async fn every_example_passes_the_dry_run_and_the_published_schema() {
                     validator.iter_errors(&doc).map(|e| e.to_string()).collect();
                 assert!(errors.is_empty(), "v{version}: {errors:?}");
             }
-            let dry = h
-                .partner_call(
-                    Method::POST,
-                    "/partner/feeds/validate",
-                    Some(&p.key),
-                    "198.51.100.7",
-                    &[
-                        ("content-type", content_type(format)),
-                        ("x-feed-version", version),
-                    ],
-                    body.clone(),
-                )
-                .await;
+            let dry = h.dry_run(&p.key, format, version, body.clone()).await;
             assert_eq!(dry.status, 200, "{}", dry.body);
             assert_eq!(dry.body["valid"], true, "v{version} {format}: {}", dry.body);
             assert_eq!(dry.body["rows"], 2);
@@ -465,6 +475,9 @@ async fn the_schema_refuses_what_the_validator_refuses_field_by_field() {
         ("description", json!("a\u{0}b")),
         ("price", json!("12,99")),
         ("price", json!("-1")),
+        ("price", json!("0")),
+        ("price", json!("0.00")),
+        ("price", json!("12345678901")),
         ("currency", json!("eur")),
         ("quantity", json!(-1)),
         ("quantity", json!("1000000001")),
@@ -544,19 +557,7 @@ async fn the_dry_run_and_the_ingest_give_the_same_errors_for_the_same_file() {
         let (stem, format) = name.rsplit_once('.').unwrap();
         let version = if stem.contains("v2") { "2" } else { "1" };
         let bytes = std::fs::read(dir.join(name)).unwrap();
-        let dry = h
-            .partner_call(
-                Method::POST,
-                "/partner/feeds/validate",
-                Some(&p.key),
-                "198.51.100.7",
-                &[
-                    ("content-type", content_type(format)),
-                    ("x-feed-version", version),
-                ],
-                bytes.clone(),
-            )
-            .await;
+        let dry = h.dry_run(&p.key, format, version, bytes.clone()).await;
         assert_eq!(dry.status, 200, "{name}: {}", dry.body);
         let feed_id = stem.replace('.', "-");
         h.drop_feed(
@@ -678,8 +679,28 @@ async fn an_upload_url_takes_a_feed_that_is_ingested_and_reported() {
         h.get(&format!("/products/{}:MUG-1", p.id)).await.status,
         200
     );
+    // ingested, it is still no other partner's business
+    let other = h.new_partner("Bolt", 1).await;
+    let theirs = h
+        .partner_call(
+            Method::GET,
+            &format!("/partner/feeds/{feed_id}"),
+            Some(&other.key),
+            "198.51.100.7",
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(theirs.status, 404);
     // the request for the URL is in the trail with the key and the address
     let trail = h.audit_trail().await;
+    // the import's own record names the key that asked for the upload
+    assert!(
+        trail.iter().any(|e| e["action"] == "feed import"
+            && e["outcome"] == "completed_with_errors"
+            && e["actor"] == format!("partner:{}/key:{}", p.id, &p.key[3..19])),
+        "{trail:?}"
+    );
     assert!(trail.iter().any(|e| e["outcome"] == "upload_url_issued"
         && e["target"] == feed_id
         && e["source_ip"] == "198.51.100.7"
@@ -837,4 +858,112 @@ async fn partner_admin_operations_refuse_partners_and_shoppers_and_audit_them() 
         "an allowed origin's preflight: {allowed}"
     );
     assert!(!allowed.contains("x-api-key"), "{allowed}");
+}
+
+/// A dry run reads, and writes nothing: no import, no report, no product; a
+/// gzip bomb stops at the inflated limit; an oversized body is 413.
+#[tokio::test]
+async fn a_dry_run_writes_nothing_and_refuses_bombs_and_oversized_bodies() {
+    use std::io::Write;
+    let h = Harness::new().await;
+    let p = h.new_partner("Acme", 1).await;
+    let csv = "sku,name,price,currency,quantity,category\nMUG-1,Blue mug,12.99,EUR,4,kitchen\n";
+    let dry = h.dry_run(&p.key, "csv", "1", csv).await;
+    assert_eq!(dry.body["valid"], true, "{}", dry.body);
+    assert!(h.imports(&p.id).await.is_empty());
+    assert!(h.catalog().await.is_empty());
+    let gzipped = |bytes: &[u8], level| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), level);
+        gz.write_all(bytes).unwrap();
+        gz.finish().unwrap()
+    };
+    let send = |headers: Vec<(&'static str, &'static str)>, body: Vec<u8>| {
+        let h = &h;
+        let key = p.key.clone();
+        async move {
+            h.partner_call(
+                Method::POST,
+                "/partner/feeds/validate",
+                Some(&key),
+                "198.51.100.7",
+                &headers,
+                body,
+            )
+            .await
+        }
+    };
+    let gz_csv = vec![("content-type", "text/csv"), ("content-encoding", "gzip")];
+    // gzipped: read the same
+    let a = send(
+        gz_csv.clone(),
+        gzipped(csv.as_bytes(), flate2::Compression::default()),
+    )
+    .await;
+    assert_eq!(
+        (a.body["valid"].clone(), a.body["rows"].clone()),
+        (json!(true), json!(1)),
+        "{}",
+        a.body
+    );
+    // a bomb: 64 MiB of one byte, a few KiB gzipped
+    let bomb = gzipped(&vec![b'a'; 64 << 20], flate2::Compression::best());
+    assert!(bomb.len() < 200_000, "{}", bomb.len());
+    let a = send(gz_csv, bomb).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["valid"], false);
+    assert!(
+        ["too_large", "row_too_large"].contains(&a.body["file_error"]["code"].as_str().unwrap()),
+        "{}",
+        a.body
+    );
+    for headers in [
+        vec![("content-type", "text/csv"), ("content-encoding", "br")],
+        vec![("content-type", "text/plain")],
+    ] {
+        let a = send(headers, csv.as_bytes().to_vec()).await;
+        assert_eq!(
+            (a.status.as_u16(), error_code(&a)),
+            (400, "invalid_request".into())
+        );
+    }
+    let a = h
+        .dry_run(&p.key, "csv", "1", "x".repeat((3 << 20) + 1))
+        .await;
+    assert_eq!(
+        (a.status.as_u16(), error_code(&a)),
+        (413, "payload_too_large".into())
+    );
+    assert!(h.imports(&p.id).await.is_empty());
+}
+
+/// One IPv6 host holds a /64: its failures count together, whichever of its
+/// addresses they come from.
+#[tokio::test]
+async fn failures_from_one_ipv6_64_count_together() {
+    let h = Harness::new().await;
+    h.to_next_window(900);
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut attempt = |from: String| {
+        let key = guess(&mut rng);
+        let h = &h;
+        async move {
+            h.partner_call(
+                Method::GET,
+                "/partner/feeds/f-1",
+                Some(&key),
+                &from,
+                &[],
+                Body::empty(),
+            )
+            .await
+            .status
+        }
+    };
+    for i in 0..20u16 {
+        let from = format!("2001:db8:1:2:{:x}::{:x}", i * 7 + 3, i + 1);
+        assert_eq!(attempt(from.clone()).await, 401, "{from}");
+    }
+    assert_eq!(attempt("2001:db8:1:2:ffff::1".into()).await, 429);
+    // the next /64 is another host
+    assert_eq!(attempt("2001:db8:1:3::1".into()).await, 401);
 }

@@ -169,7 +169,7 @@ async fn authenticate(
     trail: &mut Trail,
 ) -> Result<Caller, ApiError> {
     let failures = &deps.config.failures;
-    let address_key = format!("addr:{address}");
+    let address_key = address_counter(address);
     if let Some((_, left)) = deps.blocked.recall_for(&address_key, now) {
         trail.outcome = Some("rate_limited (address blocked)".into());
         return Err(limited(left, LimitScope::Address));
@@ -247,6 +247,25 @@ async fn authenticate(
                 .remember(key_counter, (), per_key.window_end(now));
             Err(limited(per_key.window_end(now) - now, scope))
         }
+    }
+}
+
+/// The failure counter of a source address: an IPv4 address, or the /64 an
+/// IPv6 address is in (one host commonly holds a whole /64, so counting its
+/// addresses one by one would count nothing).
+fn address_counter(address: &str) -> String {
+    use std::net::IpAddr;
+    match address.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("addr:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("addr:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Ok(IpAddr::V4(v4)) => format!("addr:{v4}"),
+        // API Gateway always sends one; anything else is counted as written
+        Err(_) => format!("addr:{}", printable(address, 64)),
     }
 }
 
@@ -646,8 +665,8 @@ pub fn quickstart(base: &str) -> Vec<(&'static str, String)> {
             format!("curl -s -X POST \"$FLASHCART_API/partner/feeds\" -H \"{key}\" -H \"Content-Type: application/json\" -d '{{\"format\":\"csv\",\"feed_version\":1,\"validation\":\"lenient\"}}' > upload.json"),
         ),
         (
-            "Upload the file with exactly the headers upload.json lists under upload_headers.",
-            "curl -s -X PUT \"$(jq -r .upload_url upload.json)\" -H \"Content-Type: text/csv\" -H \"x-amz-meta-feed-version: 1\" -H \"x-amz-meta-validation: lenient\" --data-binary @feed.csv".into(),
+            "Upload the file with exactly the headers upload.json lists under upload_headers (they are signed into the URL).",
+            "jq -r '.upload_headers | to_entries[] | \"\\(.key): \\(.value)\"' upload.json > upload-headers.txt\ncurl -s -X PUT \"$(jq -r .upload_url upload.json)\" -H @upload-headers.txt --data-binary @feed.csv".into(),
         ),
         (
             "Watch the import: awaiting_upload, processing, then completed, completed_with_errors or rejected, with counts and the first errors.",

@@ -17,6 +17,7 @@ use super::validate::{
     MAX_BRAND, MAX_CATEGORY, MAX_DESCRIPTION, MAX_EXTRA_FIELDS, MAX_EXTRA_VALUE, MAX_FIELD_NAME,
     MAX_NAME, MAX_QUANTITY, MAX_SKU,
 };
+use crate::domain::money::MAX_AMOUNT;
 use serde_json::{Value, json};
 
 /// Raised when a rule changes what a partner must send.
@@ -73,8 +74,10 @@ fn product(version: FeedVersion) -> Value {
         },
         "price": {
             "type": "string",
-            "pattern": r"^[0-9]+(?:\.[0-9]+)?$",
-            "description": "A positive decimal in the currency's units, as text (\"12.99\"): never through a float. No more decimals than the currency has (the dry run checks).",
+            // at most 999,999.9999: under the largest amount in every
+            // currency's minor units (10^10, with up to 4 decimals)
+            "allOf": [{"pattern": r"^[0-9]{1,6}(?:\.[0-9]{1,4})?$"}, {"pattern": "[1-9]"}],
+            "description": format!("A positive decimal in the currency's units, as text (\"12.99\"): never through a float; at most {MAX_AMOUNT} minor units. No more decimals than the currency has (the dry run checks)."),
         },
         "currency": {
             "type": "string",
@@ -95,7 +98,7 @@ fn product(version: FeedVersion) -> Value {
     });
     let mut doc = json!({
         "type": "object",
-        "required": ["sku", "name", "price", "currency", "quantity", "category"],
+        "required": super::validate::REQUIRED_FIELDS,
         "properties": properties.clone(),
     });
     match version {
@@ -355,6 +358,60 @@ mod tests {
             }
         }
         assert!(example(FeedVersion::V1, "yaml").is_none());
+    }
+
+    /// The schema's fields are the validator's: the same names in each
+    /// version, the same required ones.
+    #[test]
+    fn the_schema_has_the_validators_fields() {
+        use crate::feeds::validate::{REQUIRED_FIELDS, V1_FIELDS, V2_FIELDS};
+        let names = |v: FeedVersion| -> Vec<String> {
+            let mut n: Vec<String> = schema(v)["$defs"]["product"]["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            n.sort();
+            n
+        };
+        let mut v1: Vec<String> = V1_FIELDS.iter().map(|f| (*f).to_owned()).collect();
+        v1.sort();
+        assert_eq!(names(FeedVersion::V1), v1);
+        // v2 spells the nested part as one object in JSON
+        let mut v2: Vec<String> = V1_FIELDS
+            .iter()
+            .chain(V2_FIELDS.iter())
+            .filter(|f| !f.contains('.'))
+            .map(|f| (*f).to_owned())
+            .collect();
+        v2.sort();
+        assert_eq!(names(FeedVersion::V2), v2);
+        let dims = &schema(FeedVersion::V2)["$defs"]["product"]["properties"]["dimensions"];
+        let mut parts: Vec<String> = dims["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| format!("dimensions.{}", p.as_str().unwrap()))
+            .collect();
+        parts.sort();
+        let mut dotted: Vec<String> = V2_FIELDS
+            .iter()
+            .filter(|f| f.contains('.'))
+            .map(|f| (*f).to_owned())
+            .collect();
+        dotted.sort();
+        assert_eq!(parts, dotted);
+        for v in [FeedVersion::V1, FeedVersion::V2] {
+            let doc = schema(v);
+            let required: Vec<&str> = doc["$defs"]["product"]["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap())
+                .collect();
+            assert_eq!(required, REQUIRED_FIELDS);
+        }
     }
 
     #[test]

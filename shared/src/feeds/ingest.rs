@@ -848,10 +848,23 @@ impl Ingest {
                 ("FeedImportDuration", took, "Milliseconds"),
             ],
         );
+        // an upload through the partner API names the key that asked for it
+        let key = match self
+            .imports
+            .upload(&import.partner_id, &import.feed_id)
+            .await
+        {
+            Ok(Some(upload)) => format!("/key:{}", upload.key_id),
+            Ok(None) => String::new(),
+            Err(e) => {
+                tracing::warn!(error = %e, import_id = %import.import_id, "the feed's upload record was not read");
+                String::new()
+            }
+        };
         let event = AuditEvent {
             event_id: uuid::Uuid::new_v4().to_string(),
             at: import.updated_at,
-            actor: format!("partner:{}", import.partner_id),
+            actor: format!("partner:{}{key}", import.partner_id),
             action: "feed import".into(),
             target: format!("{}/{}", import.partner_id, import.feed_id),
             source_ip: import

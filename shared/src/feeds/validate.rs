@@ -33,7 +33,10 @@ pub const MAX_EXTRA_VALUE: usize = 1000;
 /// Most unknown fields a v2 row may carry.
 pub const MAX_EXTRA_FIELDS: usize = 50;
 
-const V1_FIELDS: [&str; 7] = [
+/// The fields every row must have (each is `required` when empty or absent).
+pub const REQUIRED_FIELDS: [&str; 6] = ["sku", "name", "price", "currency", "quantity", "category"];
+/// The fields of version 1.
+pub const V1_FIELDS: [&str; 7] = [
     "sku",
     "name",
     "price",
@@ -42,7 +45,8 @@ const V1_FIELDS: [&str; 7] = [
     "category",
     "description",
 ];
-const V2_FIELDS: [&str; 8] = [
+/// The fields version 2 adds.
+pub const V2_FIELDS: [&str; 8] = [
     "brand",
     "manufacturer",
     "gtin",

@@ -61,25 +61,7 @@ impl AuditStore {
         let mut item = item_with_keys(event, keys::event(&event.at, &event.event_id))?;
         let expires = event.at + Duration::days(RETENTION_DAYS);
         item.insert(keys::TTL.into(), number_attr(expires.timestamp()));
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::dynamo("PutItem", &e)),
-        }
+        super::put_if_absent(&self.client, &self.table, item).await
     }
 
     /// Up to `limit` events, newest first, walking back day by day.

@@ -47,27 +47,15 @@ impl ImportStore {
 
     /// Puts the record of a new import unless its object version was claimed.
     pub async fn claim(&self, import: &Import) -> Result<Claim, StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(Self::item(import)?))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", super::keys::PK)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Claim::New),
-            Err(e) if e.as_service_error().is_some_and(conditional) => {
-                match self.get(&import.import_id).await? {
-                    Some(found) => Ok(Claim::Taken(Box::new(found))),
-                    None => Err(StoreError::Corrupt(format!(
-                        "import {} was claimed and is gone",
-                        import.import_id
-                    ))),
-                }
-            }
-            Err(e) => Err(StoreError::dynamo("PutItem", &e)),
+        if super::put_if_absent(&self.client, &self.table, Self::item(import)?).await? {
+            return Ok(Claim::New);
+        }
+        match self.get(&import.import_id).await? {
+            Some(found) => Ok(Claim::Taken(Box::new(found))),
+            None => Err(StoreError::Corrupt(format!(
+                "import {} was claimed and is gone",
+                import.import_id
+            ))),
         }
     }
 
@@ -189,20 +177,7 @@ impl ImportStore {
     /// Records an upload asked for; `false` if the feed id was taken.
     pub async fn put_upload(&self, upload: &Upload) -> Result<bool, StoreError> {
         let item = item_with_keys(upload, keys::upload(&upload.partner_id, &upload.feed_id))?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", super::keys::PK)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(conditional) => Ok(false),
-            Err(e) => Err(StoreError::dynamo("PutItem", &e)),
-        }
+        super::put_if_absent(&self.client, &self.table, item).await
     }
 
     /// The upload `partner_id` asked for under `feed_id`, if any.

@@ -194,6 +194,32 @@ pub(crate) fn put_new(table: &str, item: Item) -> Result<TransactWriteItem, Stor
     Ok(TransactWriteItem::builder().put(put).build())
 }
 
+/// Puts `item` only where nothing is yet: `false` if something was.
+pub(crate) async fn put_if_absent(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    item: Item,
+) -> Result<bool, StoreError> {
+    let result = client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(#pk)")
+        .expression_attribute_names("#pk", keys::PK)
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(StoreError::dynamo("PutItem", &e)),
+    }
+}
+
 /// `value` serialised, with its key attributes added.
 pub(crate) fn item_with_keys<T: serde::Serialize>(
     value: &T,
