@@ -25,6 +25,7 @@ pub mod cursor;
 pub mod domain;
 pub mod error;
 pub mod feeds;
+pub mod fetch;
 pub mod http;
 pub mod logging;
 pub mod memory;
