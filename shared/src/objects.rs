@@ -169,12 +169,30 @@ impl Objects {
     }
 
     /// Starts the report at `key`; nothing is visible until it is finished.
-    pub fn report(&self, bucket: &str, key: &str) -> Report {
-        Report {
+    pub fn report(&self, bucket: &str, key: &str) -> Writer {
+        self.writer(bucket, key, "application/json", &[])
+    }
+
+    /// Starts an object at `key` with its Content-Type and user metadata,
+    /// written as a stream; nothing is visible until it is finished.
+    pub fn writer(
+        &self,
+        bucket: &str,
+        key: &str,
+        content_type: &str,
+        metadata: &[(&str, String)],
+    ) -> Writer {
+        Writer {
             client: self.client.clone(),
             bucket: bucket.to_owned(),
             key: key.to_owned(),
+            content_type: content_type.to_owned(),
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
             buf: Vec::new(),
+            written: 0,
             upload: None,
         }
     }
@@ -198,16 +216,20 @@ fn quoted(etag: &str) -> String {
 
 /// An object written as a stream: bytes are buffered up to one part, then
 /// uploaded; a small object is one PutObject.
-pub struct Report {
+pub struct Writer {
     client: aws_sdk_s3::Client,
     bucket: String,
     key: String,
+    content_type: String,
+    metadata: HashMap<String, String>,
     buf: Vec<u8>,
+    written: u64,
     upload: Option<(String, Vec<CompletedPart>)>,
 }
 
-impl Report {
+impl Writer {
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ObjectError> {
+        self.written += bytes.len() as u64;
         self.buf.extend_from_slice(bytes);
         if self.buf.len() >= PART {
             self.flush_part().await?;
@@ -222,7 +244,8 @@ impl Report {
                 .create_multipart_upload()
                 .bucket(&self.bucket)
                 .key(&self.key)
-                .content_type("application/json")
+                .content_type(&self.content_type)
+                .set_metadata(Some(self.metadata.clone()).filter(|m| !m.is_empty()))
                 .send()
                 .await
                 .map_err(s3_err("CreateMultipartUpload"))?;
@@ -257,6 +280,11 @@ impl Report {
         Ok(())
     }
 
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
     /// Makes the object visible.
     pub async fn finish(mut self) -> Result<(), ObjectError> {
         match self.upload.take() {
@@ -265,7 +293,8 @@ impl Report {
                     .put_object()
                     .bucket(&self.bucket)
                     .key(&self.key)
-                    .content_type("application/json")
+                    .content_type(&self.content_type)
+                    .set_metadata(Some(self.metadata.clone()).filter(|m| !m.is_empty()))
                     .body(ByteStream::from(std::mem::take(&mut self.buf)))
                     .send()
                     .await

@@ -11,6 +11,7 @@ mod checkout;
 mod common;
 mod feed_fixtures;
 mod feeds;
+mod fetch;
 mod flash;
 mod gateway;
 mod malformed;

@@ -11,6 +11,7 @@
 //! [`LocalStack`] ties them together for `make run` and for the tests.
 
 pub mod bootstrap;
+pub mod feed_server;
 pub mod functions;
 pub mod gateway;
 pub mod jwt;

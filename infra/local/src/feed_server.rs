@@ -1,0 +1,170 @@
+//! The sandbox feed server (issue 12): a partner's own web server for the
+//! local stack, a real HTTP peer on 127.0.0.1, as the sandbox payment
+//! provider is. `GET /feeds/{name}` serves the feed put under `name` with an
+//! `ETag` and a `Last-Modified`, answers 304 to a matching `If-None-Match`,
+//! asks for the credentials set for the feed (401 without them), and can
+//! fail (500), hang, or redirect, as a partner's server does on a bad day.
+//! Every request is counted, so a test can tell one fetch from two.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How a feed's requests are answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Serve,
+    /// 500, every time.
+    Fail,
+    /// Headers never come (for an hour).
+    Hang,
+    /// 302 to this URL.
+    Redirect(String),
+}
+
+/// The credentials a feed asks for: the exact value of one header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expect {
+    pub header: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Feed {
+    pub body: Vec<u8>,
+    pub content_type: String,
+    pub mode: Mode,
+    pub auth: Option<Expect>,
+    pub last_modified: String,
+}
+
+impl Feed {
+    pub fn csv(body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            body: body.into(),
+            content_type: "text/csv".into(),
+            mode: Mode::Serve,
+            auth: None,
+            last_modified: "Sun, 06 Dec 2026 00:00:00 GMT".into(),
+        }
+    }
+
+    fn etag(&self) -> String {
+        format!("\"{}\"", hex::encode(&Sha256::digest(&self.body)[..8]))
+    }
+}
+
+#[derive(Default)]
+pub struct FeedServer {
+    feeds: Mutex<HashMap<String, Feed>>,
+    hits: Mutex<HashMap<String, u32>>,
+}
+
+impl FeedServer {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Serves `feed` at `/feeds/{name}` from now on.
+    pub fn put(&self, name: &str, feed: Feed) {
+        if let Ok(mut f) = self.feeds.lock() {
+            f.insert(name.to_owned(), feed);
+        }
+    }
+
+    /// Requests `/feeds/{name}` has had.
+    pub fn hits(&self, name: &str) -> u32 {
+        self.hits
+            .lock()
+            .ok()
+            .and_then(|h| h.get(name).copied())
+            .unwrap_or(0)
+    }
+}
+
+pub fn router(server: Arc<FeedServer>) -> Router {
+    Router::new()
+        .route("/feeds/{name}", get(serve_feed))
+        .with_state(server)
+}
+
+/// Serves on `listener` until the process ends.
+pub async fn serve(server: Arc<FeedServer>, listener: tokio::net::TcpListener) {
+    if let Err(e) = axum::serve(listener, router(server)).await {
+        tracing::error!(error = %e, "the sandbox feed server stopped");
+    }
+}
+
+/// Starts it on 127.0.0.1:`port` (0: any free port); its base URL.
+pub async fn start(port: u16) -> Result<(Arc<FeedServer>, String), crate::Error> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("the sandbox feed server cannot listen on 127.0.0.1:{port} ({e}); set FEED_SERVER_PORT"))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let server = FeedServer::new();
+    tokio::spawn(serve(server.clone(), listener));
+    Ok((server, url))
+}
+
+async fn serve_feed(
+    State(server): State<Arc<FeedServer>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Ok(mut h) = server.hits.lock() {
+        *h.entry(name.clone()).or_default() += 1;
+    }
+    let Some(feed) = server.feeds.lock().ok().and_then(|f| f.get(&name).cloned()) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if let Some(expect) = &feed.auth {
+        let given = headers
+            .get(expect.header.as_str())
+            .and_then(|v| v.to_str().ok());
+        if given != Some(expect.value.as_str()) {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+    }
+    match &feed.mode {
+        Mode::Fail => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Mode::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return StatusCode::GATEWAY_TIMEOUT.into_response();
+        }
+        Mode::Redirect(to) => {
+            let mut r = StatusCode::FOUND.into_response();
+            if let Ok(v) = HeaderValue::from_str(to) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            return r;
+        }
+        Mode::Serve => {}
+    }
+    let etag = feed.etag();
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let mut response = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (StatusCode::OK, feed.body.clone()).into_response()
+    };
+    let h = response.headers_mut();
+    for (name, value) in [
+        (header::ETAG, etag.as_str()),
+        (header::LAST_MODIFIED, feed.last_modified.as_str()),
+        (header::CONTENT_TYPE, feed.content_type.as_str()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    }
+    response
+}

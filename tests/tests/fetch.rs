@@ -1,0 +1,363 @@
+//! One fetch of a partner's URL (issue 12): the sandbox feed server as the
+//! partner's web server, the emulator's bucket as where the file lands.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use crate::common::Harness;
+use flashcart_local::feed_server::{self, Expect, Feed, FeedServer, Mode};
+use shared::config::Secret;
+use shared::fetch::client::{Auth, FetchError, Fetched, Limits, Request, fetch};
+use shared::fetch::ssrf::{Allowance, Refused};
+use shared::objects::{Objects, Writer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Partner {
+    server: Arc<FeedServer>,
+    base: String,
+    limits: Limits,
+}
+
+async fn partner_server() -> Partner {
+    let (server, base) = feed_server::start(0).await.unwrap();
+    let addr: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    Partner {
+        server,
+        limits: Limits {
+            max_bytes: 1 << 20,
+            timeout: Duration::from_secs(5),
+            max_redirects: 3,
+            allow: Allowance {
+                http: true,
+                exceptions: vec![addr],
+            },
+        },
+        base,
+    }
+}
+
+impl Harness {
+    fn objects(&self) -> Objects {
+        Objects::new(aws_sdk_s3::Client::new(&self.stack.sdk))
+    }
+
+    fn feed_writer(&self, key: &str) -> Writer {
+        self.objects().writer(
+            self.stack.stack.bucket("FeedsBucket"),
+            key,
+            "text/csv",
+            &[("feed-version", "1".into()), ("fetch-id", "fx-1".into())],
+        )
+    }
+
+    /// Versions of `key` in the feeds bucket.
+    async fn versions(&self, key: &str) -> usize {
+        aws_sdk_s3::Client::new(&self.stack.sdk)
+            .list_object_versions()
+            .bucket(self.stack.stack.bucket("FeedsBucket"))
+            .prefix(key)
+            .send()
+            .await
+            .unwrap()
+            .versions()
+            .len()
+    }
+}
+
+fn request(url: &str) -> Request {
+    Request {
+        url: url.parse().unwrap(),
+        auth: None,
+        etag: None,
+        last_modified: None,
+    }
+}
+
+const CSV: &str = "sku,name,price,currency,quantity,category\nMUG-1,Blue mug,12.99,EUR,4,kitchen\n";
+
+#[tokio::test]
+async fn an_unchanged_feed_is_a_304_and_stores_nothing_a_changed_one_is_stored_again() {
+    let h = Harness::new().await;
+    let p = partner_server().await;
+    p.server.put("daily", Feed::csv(CSV));
+    let key = "incoming/p1/fx-1.csv";
+    let url = format!("{}/feeds/daily", p.base);
+    let first = fetch(&request(&url), &p.limits, h.feed_writer(key))
+        .await
+        .unwrap();
+    let Fetched::Stored {
+        bytes,
+        etag,
+        last_modified,
+    } = first
+    else {
+        panic!("{first:?}");
+    };
+    assert_eq!(bytes, CSV.len() as u64);
+    assert_eq!(h.versions(key).await, 1);
+    let head = aws_sdk_s3::Client::new(&h.stack.sdk)
+        .head_object()
+        .bucket(h.stack.stack.bucket("FeedsBucket"))
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.metadata().unwrap()["fetch-id"], "fx-1");
+    // the same validators again: 304, nothing written
+    let again = Request {
+        etag: etag.clone(),
+        last_modified: last_modified.clone(),
+        ..request(&url)
+    };
+    assert_eq!(
+        fetch(&again, &p.limits, h.feed_writer(key)).await.unwrap(),
+        Fetched::Unchanged
+    );
+    assert_eq!(h.versions(key).await, 1);
+    // changed on the partner's side: stored
+    p.server.put(
+        "daily",
+        Feed::csv(format!("{CSV}MUG-2,Red mug,9.50,EUR,1,kitchen\n")),
+    );
+    let changed = fetch(&again, &p.limits, h.feed_writer(key)).await.unwrap();
+    assert!(matches!(changed, Fetched::Stored { .. }), "{changed:?}");
+    assert_eq!(h.versions(key).await, 2);
+    assert_eq!(p.server.hits("daily"), 3);
+}
+
+#[tokio::test]
+async fn a_feed_over_the_limit_is_cut_mid_stream_and_nothing_is_stored() {
+    let h = Harness::new().await;
+    let p = partner_server().await;
+    // 7 MiB: more than one part of the multipart upload before the cut
+    let mut big = String::from("sku,name,price,currency,quantity,category\n");
+    while big.len() < 7 << 20 {
+        big.push_str("MUG-1,Blue mug,12.99,EUR,4,kitchen\n");
+    }
+    p.server.put("big", Feed::csv(big));
+    let limits = Limits {
+        max_bytes: 6 << 20,
+        ..p.limits.clone()
+    };
+    let key = "incoming/p1/big.csv";
+    let got = fetch(
+        &request(&format!("{}/feeds/big", p.base)),
+        &limits,
+        h.feed_writer(key),
+    )
+    .await;
+    assert!(matches!(got, Err(FetchError::TooLarge { .. })), "{got:?}");
+    assert_eq!(h.versions(key).await, 0);
+}
+
+#[tokio::test]
+async fn a_hanging_server_times_out_and_a_failing_one_is_a_transient_status() {
+    let h = Harness::new().await;
+    let p = partner_server().await;
+    p.server.put(
+        "slow",
+        Feed {
+            mode: Mode::Hang,
+            ..Feed::csv(CSV)
+        },
+    );
+    p.server.put(
+        "down",
+        Feed {
+            mode: Mode::Fail,
+            ..Feed::csv(CSV)
+        },
+    );
+    let limits = Limits {
+        timeout: Duration::from_millis(500),
+        ..p.limits.clone()
+    };
+    let started = std::time::Instant::now();
+    let got = fetch(
+        &request(&format!("{}/feeds/slow", p.base)),
+        &limits,
+        h.feed_writer("incoming/p1/slow.csv"),
+    )
+    .await;
+    assert!(matches!(got, Err(FetchError::TimedOut(_))), "{got:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(got.unwrap_err().is_transient());
+    let got = fetch(
+        &request(&format!("{}/feeds/down", p.base)),
+        &limits,
+        h.feed_writer("incoming/p1/down.csv"),
+    )
+    .await;
+    let err = got.unwrap_err();
+    assert!(matches!(err, FetchError::Status(500)), "{err:?}");
+    assert!(err.is_transient());
+    assert_eq!(h.versions("incoming/p1/").await, 0);
+}
+
+#[tokio::test]
+async fn credentials_go_to_the_profiles_origin_and_no_further() {
+    let h = Harness::new().await;
+    let p = partner_server().await;
+    let other = partner_server().await;
+    let expect = Expect {
+        header: "authorization".into(),
+        value: "Bearer s3cr3t-token".into(),
+    };
+    p.server.put(
+        "private",
+        Feed {
+            auth: Some(expect.clone()),
+            ..Feed::csv(CSV)
+        },
+    );
+    let mut limits = p.limits.clone();
+    limits
+        .allow
+        .exceptions
+        .extend(other.limits.allow.exceptions.clone());
+    let url = format!("{}/feeds/private", p.base);
+    let without = fetch(&request(&url), &limits, h.feed_writer("incoming/p1/a.csv")).await;
+    assert!(
+        matches!(without, Err(FetchError::Status(401))),
+        "{without:?}"
+    );
+    let with = Request {
+        auth: Some(Auth::Bearer(Secret::from("s3cr3t-token"))),
+        ..request(&url)
+    };
+    let got = fetch(&with, &limits, h.feed_writer("incoming/p1/a.csv"))
+        .await
+        .unwrap();
+    assert!(matches!(got, Fetched::Stored { .. }));
+    // a redirect to another origin: the token is not sent there
+    other.server.put(
+        "private",
+        Feed {
+            auth: Some(expect),
+            ..Feed::csv(CSV)
+        },
+    );
+    p.server.put(
+        "moved",
+        Feed {
+            mode: Mode::Redirect(format!("{}/feeds/private", other.base)),
+            ..Feed::csv(CSV)
+        },
+    );
+    let moved = Request {
+        auth: Some(Auth::Bearer(Secret::from("s3cr3t-token"))),
+        ..request(&format!("{}/feeds/moved", p.base))
+    };
+    let got = fetch(&moved, &limits, h.feed_writer("incoming/p1/b.csv")).await;
+    assert!(matches!(got, Err(FetchError::Status(401))), "{got:?}");
+    assert_eq!(other.server.hits("private"), 1);
+}
+
+/// The SSRF suite at fetch time: each refused before any connection (the
+/// partner's server never sees a request it should not).
+#[tokio::test]
+async fn refused_addresses_are_never_connected_to() {
+    let h = Harness::new().await;
+    let p = partner_server().await;
+    p.server.put("feed", Feed::csv(CSV));
+    let port = p.base.rsplit(':').next().unwrap().to_owned();
+    let deployed = Limits {
+        allow: Allowance {
+            http: true,
+            exceptions: Vec::new(),
+        },
+        ..p.limits.clone()
+    };
+    for url in [
+        format!("http://127.0.0.1:{port}/feeds/feed"),
+        format!("http://localhost:{port}/feeds/feed"),
+        format!("http://[::ffff:127.0.0.1]:{port}/feeds/feed"),
+        format!("http://2130706433:{port}/feeds/feed"),
+        format!("http://0x7f.0.0.1:{port}/feeds/feed"),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        "http://[fd00:ec2::254]/latest/meta-data/".to_owned(),
+        "http://10.0.0.1/feed.csv".to_owned(),
+        "http://0.0.0.0/feed.csv".to_owned(),
+    ] {
+        let got = fetch(
+            &request(&url),
+            &deployed,
+            h.feed_writer("incoming/p1/x.csv"),
+        )
+        .await;
+        assert!(
+            matches!(
+                got,
+                Err(FetchError::Refused(
+                    Refused::Address { .. } | Refused::Port(_)
+                ))
+            ),
+            "{url}: {got:?}"
+        );
+    }
+    assert_eq!(p.server.hits("feed"), 0);
+    // an allowed host that redirects to the metadata address: refused at the hop
+    p.server.put(
+        "trap",
+        Feed {
+            mode: Mode::Redirect("http://169.254.169.254/latest/meta-data/iam/".into()),
+            ..Feed::csv(CSV)
+        },
+    );
+    let got = fetch(
+        &request(&format!("{}/feeds/trap", p.base)),
+        &p.limits,
+        h.feed_writer("incoming/p1/x.csv"),
+    )
+    .await;
+    assert!(
+        matches!(got, Err(FetchError::Refused(Refused::Address { .. }))),
+        "{got:?}"
+    );
+    // four redirects in a row: one too many
+    p.server.put(
+        "loop",
+        Feed {
+            mode: Mode::Redirect(format!("{}/feeds/loop", p.base)),
+            ..Feed::csv(CSV)
+        },
+    );
+    let got = fetch(
+        &request(&format!("{}/feeds/loop", p.base)),
+        &p.limits,
+        h.feed_writer("incoming/p1/x.csv"),
+    )
+    .await;
+    assert!(
+        matches!(got, Err(FetchError::TooManyRedirects(3))),
+        "{got:?}"
+    );
+    assert_eq!(p.server.hits("loop"), 4);
+    // https only, 443 only, when deployed
+    let https_only = Limits {
+        allow: Allowance::default(),
+        ..p.limits.clone()
+    };
+    let got = fetch(
+        &request(&format!("{}/feeds/feed", p.base)),
+        &https_only,
+        h.feed_writer("incoming/p1/x.csv"),
+    )
+    .await;
+    assert!(
+        matches!(got, Err(FetchError::Refused(Refused::Scheme(_)))),
+        "{got:?}"
+    );
+    let got = fetch(
+        &request("https://93.184.215.14:8443/feed.csv"),
+        &https_only,
+        h.feed_writer("incoming/p1/x.csv"),
+    )
+    .await;
+    assert!(
+        matches!(got, Err(FetchError::Refused(Refused::Port(8443)))),
+        "{got:?}"
+    );
+    assert_eq!(h.versions("incoming/p1/").await, 0);
+}
