@@ -2,6 +2,7 @@
 //! (callers pass `now`). Changing a pricing or catalog rule happens here only.
 
 pub mod api_key;
+pub mod fetch_profile;
 pub mod flash_sale;
 pub mod idempotency;
 pub mod money;
