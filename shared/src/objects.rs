@@ -285,8 +285,26 @@ impl Writer {
         self.written
     }
 
-    /// Makes the object visible.
-    pub async fn finish(mut self) -> Result<(), ObjectError> {
+    /// Makes the object visible; if that fails, drops what was uploaded.
+    pub async fn finish(self) -> Result<(), ObjectError> {
+        let client = self.client.clone();
+        let (bucket, key) = (self.bucket.clone(), self.key.clone());
+        // a multipart upload starts in `write`; `complete` starts none
+        let id = self.upload.as_ref().map(|(id, _)| id.clone());
+        let result = self.complete().await;
+        if let (Err(_), Some(id)) = (&result, id) {
+            let _ = client
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(id)
+                .send()
+                .await;
+        }
+        result
+    }
+
+    async fn complete(mut self) -> Result<(), ObjectError> {
         match self.upload.take() {
             None => {
                 self.client

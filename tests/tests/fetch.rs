@@ -30,6 +30,7 @@ async fn partner_server() -> Partner {
             max_redirects: 3,
             allow: Allowance {
                 http: true,
+                ports: Vec::new(),
                 exceptions: vec![addr],
             },
         },
@@ -124,6 +125,24 @@ async fn an_unchanged_feed_is_a_304_and_stores_nothing_a_changed_one_is_stored_a
     assert!(matches!(changed, Fetched::Stored { .. }), "{changed:?}");
     assert_eq!(h.versions(key).await, 2);
     assert_eq!(p.server.hits("daily"), 3);
+    // by name: resolved once, every address checked, the connection pinned
+    // to them (the client's only resolver answers that one name)
+    let port: u16 = p.base.rsplit(':').next().unwrap().parse().unwrap();
+    let mut by_name = p.limits.clone();
+    by_name.allow.ports = vec![port];
+    by_name.allow.exceptions = vec![
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+    ];
+    let got = fetch(
+        &request(&format!("http://localhost:{port}/feeds/daily")),
+        &by_name,
+        h.feed_writer(key),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(got, Fetched::Stored { .. }), "{got:?}");
+    assert_eq!(p.server.hits("daily"), 4);
 }
 
 #[tokio::test]
@@ -135,7 +154,14 @@ async fn a_feed_over_the_limit_is_cut_mid_stream_and_nothing_is_stored() {
     while big.len() < 7 << 20 {
         big.push_str("MUG-1,Blue mug,12.99,EUR,4,kitchen\n");
     }
-    p.server.put("big", Feed::csv(big));
+    // streamed: no Content-Length to refuse it by, so it is cut mid-stream
+    p.server.put(
+        "big",
+        Feed {
+            mode: Mode::Stream,
+            ..Feed::csv(big)
+        },
+    );
     let limits = Limits {
         max_bytes: 6 << 20,
         ..p.limits.clone()
@@ -149,6 +175,36 @@ async fn a_feed_over_the_limit_is_cut_mid_stream_and_nothing_is_stored() {
     .await;
     assert!(matches!(got, Err(FetchError::TooLarge { .. })), "{got:?}");
     assert_eq!(h.versions(key).await, 0);
+    assert_eq!(p.server.hits("big"), 1);
+    // the part already uploaded was aborted, not left behind
+    let pending = aws_sdk_s3::Client::new(&h.stack.sdk)
+        .list_multipart_uploads()
+        .bucket(h.stack.stack.bucket("FeedsBucket"))
+        .send()
+        .await
+        .unwrap();
+    assert!(pending.uploads().is_empty(), "{:?}", pending.uploads());
+    // a streamed feed under the limit is stored whole
+    let small = CSV.repeat(2000);
+    p.server.put(
+        "small",
+        Feed {
+            mode: Mode::Stream,
+            ..Feed::csv(small.clone())
+        },
+    );
+    let got = fetch(
+        &request(&format!("{}/feeds/small", p.base)),
+        &limits,
+        h.feed_writer("incoming/p1/small.csv"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(got, Fetched::Stored { bytes, .. } if bytes == small.len() as u64),
+        "{got:?}"
+    );
+    assert_eq!(h.versions("incoming/p1/small.csv").await, 1);
 }
 
 #[tokio::test]
@@ -252,6 +308,33 @@ async fn credentials_go_to_the_profiles_origin_and_no_further() {
     let got = fetch(&moved, &limits, h.feed_writer("incoming/p1/b.csv")).await;
     assert!(matches!(got, Err(FetchError::Status(401))), "{got:?}");
     assert_eq!(other.server.hits("private"), 1);
+    // a secret that would start a header of its own is refused, and no
+    // error names a secret
+    let injected = Request {
+        auth: Some(Auth::Header {
+            name: "X-Feed-Token".into(),
+            value: Secret::from("s3cr3t\r\nHost: evil"),
+        }),
+        ..request(&url)
+    };
+    let err = fetch(&injected, &limits, h.feed_writer("incoming/p1/c.csv"))
+        .await
+        .unwrap_err();
+    let host_header = Request {
+        auth: Some(Auth::Header {
+            name: "Host".into(),
+            value: Secret::from("s3cr3t-token"),
+        }),
+        ..request(&url)
+    };
+    let err2 = fetch(&host_header, &limits, h.feed_writer("incoming/p1/c.csv"))
+        .await
+        .unwrap_err();
+    for e in [err, err2] {
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+    assert_eq!(p.server.hits("private"), 2, "neither was sent");
 }
 
 /// The SSRF suite at fetch time: each refused before any connection (the
@@ -262,9 +345,12 @@ async fn refused_addresses_are_never_connected_to() {
     let p = partner_server().await;
     p.server.put("feed", Feed::csv(CSV));
     let port = p.base.rsplit(':').next().unwrap().to_owned();
+    // the sandbox's port allowed, its address not: each loopback spelling is
+    // refused for its address, not its port
     let deployed = Limits {
         allow: Allowance {
             http: true,
+            ports: vec![port.parse().unwrap()],
             exceptions: Vec::new(),
         },
         ..p.limits.clone()
@@ -287,12 +373,7 @@ async fn refused_addresses_are_never_connected_to() {
         )
         .await;
         assert!(
-            matches!(
-                got,
-                Err(FetchError::Refused(
-                    Refused::Address { .. } | Refused::Port(_)
-                ))
-            ),
+            matches!(got, Err(FetchError::Refused(Refused::Address { .. }))),
             "{url}: {got:?}"
         );
     }

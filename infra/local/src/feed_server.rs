@@ -20,6 +20,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     Serve,
+    /// The body in 64 KiB chunks with no Content-Length (chunked), as a
+    /// server that generates its feed sends it.
+    Stream,
     /// 500, every time.
     Fail,
     /// Headers never come (for an hour).
@@ -144,15 +147,29 @@ async fn serve_feed(
             }
             return r;
         }
-        Mode::Serve => {}
+        Mode::Serve | Mode::Stream => {}
     }
     let etag = feed.etag();
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let matches = match text(header::IF_NONE_MATCH) {
+        Some(v) => v.split(',').any(|t| t.trim() == etag),
+        // the validators are one date here: equal is unchanged
+        None => text(header::IF_MODIFIED_SINCE) == Some(feed.last_modified.as_str()),
+    };
     let mut response = if matches {
         StatusCode::NOT_MODIFIED.into_response()
+    } else if feed.mode == Mode::Stream {
+        let chunks: Vec<Result<Vec<u8>, std::convert::Infallible>> = feed
+            .body
+            .chunks(64 * 1024)
+            .map(|c| Ok(c.to_vec()))
+            .collect();
+        let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
+        (StatusCode::OK, body).into_response()
     } else {
         (StatusCode::OK, feed.body.clone()).into_response()
     };

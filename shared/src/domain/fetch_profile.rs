@@ -134,8 +134,17 @@ const RESERVED_HEADERS: &[&str] = &[
     "keep-alive",
     "if-none-match",
     "if-modified-since",
+    "if-match",
+    "if-range",
+    "if-unmodified-since",
     "range",
     "expect",
+    "accept-encoding",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "cookie",
 ];
 
 /// A custom authentication header's name: an HTTP token of at most 64

@@ -8,6 +8,7 @@
 
 use super::ssrf::{self, Allowance, Refused};
 use crate::config::{ExposeSecret, Secret};
+use crate::domain::fetch_profile::{check_header_name, check_secret};
 use crate::objects::{ObjectError, Writer};
 use http::{HeaderValue, StatusCode, header};
 use reqwest::Url;
@@ -101,6 +102,7 @@ impl FetchError {
         match self {
             FetchError::Status(s) => *s >= 500 || *s == 429 || *s == 408,
             FetchError::TimedOut(_) | FetchError::Transport(_) | FetchError::Store(_) => true,
+            FetchError::Refused(Refused::Lookup(_)) => true,
             _ => false,
         }
     }
@@ -178,13 +180,23 @@ pub async fn fetch(
                 limit: limits.max_bytes,
             });
         }
-        if let Err(e) = into.write(&chunk).await {
-            into.abandon().await;
-            return Err(e.into());
+        match timeout_at(deadline, into.write(&chunk)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                into.abandon().await;
+                return Err(e.into());
+            }
+            Err(_) => {
+                into.abandon().await;
+                return Err(timed_out());
+            }
         }
     }
     let bytes = into.written();
-    into.finish().await?;
+    // finish aborts the upload itself if it fails
+    timeout_at(deadline, into.finish())
+        .await
+        .map_err(|_| timed_out())??;
     Ok(Fetched::Stored {
         bytes,
         etag,
@@ -212,19 +224,24 @@ async fn open(
                     .min(Duration::from_secs(10)),
             );
         if let Some(url::Host::Domain(name)) = url.host() {
-            client = client.resolve_to_addrs(name, &addrs);
+            client = client.dns_resolver(Pinned {
+                name: name.to_ascii_lowercase(),
+                addrs: addrs.clone(),
+            });
         }
         let client = client.build().map_err(transport)?;
         let mut request = client.get(url.clone());
-        // the partner's credentials and validators go to its own origin only
+        // the partner's credentials go to its own origin only; the
+        // validators, no secret, to every hop (a feed served from a CDN
+        // after a redirect can answer 304 too)
         if url.origin() == req.url.origin() {
             request = authorize(request, req.auth.as_ref())?;
-            if let Some(etag) = &req.etag {
-                request = request.header(header::IF_NONE_MATCH, etag);
-            }
-            if let Some(since) = &req.last_modified {
-                request = request.header(header::IF_MODIFIED_SINCE, since);
-            }
+        }
+        if let Some(etag) = &req.etag {
+            request = request.header(header::IF_NONE_MATCH, etag);
+        }
+        if let Some(since) = &req.last_modified {
+            request = request.header(header::IF_MODIFIED_SINCE, since);
         }
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
@@ -241,10 +258,31 @@ async fn open(
     Err(FetchError::TooManyRedirects(limits.max_redirects))
 }
 
+/// The only resolver a hop's client has: the checked addresses for the
+/// one name checked, an error for any other name (never a fallback to the
+/// system's resolver, which could answer differently the second time).
+struct Pinned {
+    name: String,
+    addrs: Vec<std::net::SocketAddr>,
+}
+
+impl reqwest::dns::Resolve for Pinned {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let found = (name.as_str().eq_ignore_ascii_case(&self.name)).then(|| self.addrs.clone());
+        Box::pin(async move {
+            match found {
+                Some(addrs) => Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs),
+                None => Err("a name other than the checked one".into()),
+            }
+        })
+    }
+}
+
 fn authorize(
     request: reqwest::RequestBuilder,
     auth: Option<&Auth>,
 ) -> Result<reqwest::RequestBuilder, FetchError> {
+    let invalid = |e: crate::domain::Invalid| FetchError::Transport(e.reason);
     let sensitive = |value: String| {
         let mut v = HeaderValue::from_str(&value).map_err(|_| {
             FetchError::Transport("the credential is not a valid header value".into())
@@ -255,13 +293,19 @@ fn authorize(
     Ok(match auth {
         None => request,
         Some(Auth::Basic { username, password }) => {
+            check_secret(password.expose_secret()).map_err(invalid)?;
             request.basic_auth(username, Some(password.expose_secret()))
         }
-        Some(Auth::Bearer(token)) => request.header(
-            header::AUTHORIZATION,
-            sensitive(format!("Bearer {}", token.expose_secret()))?,
-        ),
+        Some(Auth::Bearer(token)) => {
+            check_secret(token.expose_secret()).map_err(invalid)?;
+            request.header(
+                header::AUTHORIZATION,
+                sensitive(format!("Bearer {}", token.expose_secret()))?,
+            )
+        }
         Some(Auth::Header { name, value }) => {
+            check_header_name(name).map_err(invalid)?;
+            check_secret(value.expose_secret()).map_err(invalid)?;
             let name = header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| FetchError::Transport("the header name is not valid".into()))?;
             request.header(name, sensitive(value.expose_secret().to_owned())?)

@@ -11,7 +11,9 @@
 //! broadcast, carrier-grade NAT (100.64.0.0/10), IETF-reserved and
 //! documentation ranges, IPv6 unique-local (fc00::/7, the EC2 IPv6 metadata
 //! address fd00:ec2::254 among them), site-local, and IPv4 hidden in IPv6
-//! (mapped, compatible, NAT64, 6to4, Teredo) judged as the IPv4 inside.
+//! (mapped, compatible, NAT64, 6to4, Teredo): a private one for its range, a
+//! public one too (a fetch goes to the IPv4 address itself, not through a
+//! translator).
 //! Decimal, octal and hex spellings of an IPv4 address (`2130706433`,
 //! `0177.0.0.1`, `0x7f.1`) are normalised by the URL parser (WHATWG) before
 //! any of this sees them.
@@ -24,6 +26,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 pub struct Allowance {
     /// `http` as well as `https` (the local sandbox only).
     pub http: bool,
+    /// Ports besides 443 (and 80 for http); empty when deployed.
+    pub ports: Vec<u16>,
     /// Addresses and ports reachable whatever their range (the local
     /// sandbox's feed server on 127.0.0.1:<port>); empty when deployed.
     pub exceptions: Vec<SocketAddr>,
@@ -44,6 +48,9 @@ pub enum Refused {
     Address { ip: IpAddr, range: &'static str },
     #[error("the host resolves to no address")]
     Unresolved,
+    /// The resolver failed (not an answer about the name): worth a retry.
+    #[error("the host could not be resolved now: {0}")]
+    Lookup(String),
 }
 
 impl Refused {
@@ -56,6 +63,7 @@ impl Refused {
             Refused::NoHost => "no_host",
             Refused::Address { .. } => "address_not_allowed",
             Refused::Unresolved => "unresolved",
+            Refused::Lookup(_) => "lookup_failed",
         }
     }
 }
@@ -83,7 +91,7 @@ pub fn check_url(url: &Url, allow: &Allowance) -> Result<(), Refused> {
         return Ok(());
     }
     let default = if scheme == "https" { 443 } else { 80 };
-    if port != default {
+    if port != default && !allow.ports.contains(&port) {
         return Err(Refused::Port(port));
     }
     match literal {
@@ -148,6 +156,8 @@ fn v6_range(ip: Ipv6Addr) -> Option<&'static str> {
         0xfc00..=0xfdff => "unique-local (instance metadata)",
         0xff00..=0xffff => "multicast",
         0x2001 if s[1] == 0x0db8 => "documentation",
+        0x3fff if s[1] < 0x1000 => "documentation",
+        0x2001 if s[1] == 0x0002 && s[2] == 0 => "benchmarking",
         0x0100 if s[1..4] == [0, 0, 0] => "discard",
         // anything outside 2000::/3 is unassigned or special
         x if !(0x2000..=0x3fff).contains(&x) => "not global unicast",
@@ -253,6 +263,7 @@ mod tests {
         assert!(check_url(&url("https://93.184.215.14/f.csv"), &deployed()).is_ok());
         let local = Allowance {
             http: true,
+            ports: Vec::new(),
             exceptions: vec!["127.0.0.1:3002".parse().unwrap()],
         };
         assert!(check_url(&url("http://127.0.0.1:3002/feeds/a.csv"), &local).is_ok());
@@ -276,6 +287,8 @@ mod tests {
             "2001:0:4136:e378:8000:63bf:80ff:fffe",
             "64:ff9b::10.1.1.1",
             "2001:db8::1",
+            "3fff::1",
+            "2001:2::1",
             "fc00::1",
             "ff02::1",
             "192.0.0.8",
@@ -296,10 +309,12 @@ pub async fn resolve(url: &Url, allow: &Allowance) -> Result<Vec<SocketAddr>, Re
     let addrs: Vec<SocketAddr> = match url.host().ok_or(Refused::NoHost)? {
         url::Host::Ipv4(v4) => vec![SocketAddr::new(IpAddr::V4(v4), port)],
         url::Host::Ipv6(v6) => vec![SocketAddr::new(IpAddr::V6(v6), port)],
-        url::Host::Domain(name) => tokio::net::lookup_host((name, port))
-            .await
-            .map_err(|_| Refused::Unresolved)?
-            .collect(),
+        url::Host::Domain(name) => match tokio::net::lookup_host((name, port)).await {
+            Ok(found) => found.collect(),
+            // no such name; a resolver that failed is told apart by the caller
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Refused::Lookup(e.to_string())),
+        },
     };
     if addrs.is_empty() {
         return Err(Refused::Unresolved);
