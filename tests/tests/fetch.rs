@@ -442,3 +442,195 @@ async fn refused_addresses_are_never_connected_to() {
     );
     assert_eq!(h.versions("incoming/p1/").await, 0);
 }
+
+mod profiles {
+    use crate::common::Harness;
+    use chrono::Duration;
+    use shared::domain::fetch_profile::{
+        AfterFailure, PAUSE_AFTER_FAILURES, Schedule, after_failure,
+    };
+    use shared::feeds::import::Validation;
+    use shared::store::fetch_profiles::{Ended, FetchProfile, FetchProfileStore, FetchRecord};
+
+    fn store(h: &Harness) -> FetchProfileStore {
+        FetchProfileStore::new(
+            aws_sdk_dynamodb::Client::new(&h.stack.sdk),
+            h.stack.stack.table("PartnersTable"),
+        )
+    }
+
+    fn profile(h: &Harness, partner: &str, due_in: i64) -> FetchProfile {
+        FetchProfile {
+            partner_id: partner.into(),
+            url: "https://feeds.example.com/daily.csv".into(),
+            every_hours: Some(6),
+            daily_at: None,
+            format: "csv".into(),
+            feed_version: 1,
+            validation: Validation::Lenient,
+            auth_type: "none".into(),
+            username: None,
+            header_name: None,
+            secret_changed_at: None,
+            next_fetch_at: h.now() + Duration::seconds(due_in),
+            failures: 0,
+            paused_reason: None,
+            etag: None,
+            last_modified: None,
+            claimed_by: None,
+            claimed_due: None,
+            updated_at: h.now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn due_profiles_come_from_the_index_and_a_fetch_is_claimed_once() {
+        let h = Harness::new().await;
+        let s = store(&h);
+        s.put(&profile(&h, "p-due", -60)).await.unwrap();
+        s.put(&profile(&h, "p-later", 3600)).await.unwrap();
+        let mut paused = profile(&h, "p-paused", -120);
+        paused.paused_reason = Some("6 failures in a row".into());
+        s.put(&paused).await.unwrap();
+        let due = s.due(h.now(), 50).await.unwrap();
+        let ids: Vec<&str> = due.iter().map(|p| p.partner_id.as_str()).collect();
+        assert_eq!(ids, vec!["p-due"]);
+        // two fetchers at the same moment: one claim
+        let lease = h.now() + Duration::minutes(2);
+        let (a, b) = tokio::join!(
+            s.claim(&due[0], "run-a", lease),
+            s.claim(&due[0], "run-b", lease)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(
+            u8::from(a.is_some()) + u8::from(b.is_some()),
+            1,
+            "{a:?} {b:?}"
+        );
+        let (claimed, run) = match (a, b) {
+            (Some(c), None) => (c, "run-a"),
+            (None, Some(c)) => (c, "run-b"),
+            _ => unreachable!(),
+        };
+        // claimed: not due until the lease ends
+        assert!(s.due(h.now(), 50).await.unwrap().is_empty());
+        assert_eq!(s.due(lease, 50).await.unwrap().len(), 1);
+        let next = h.now() + Duration::hours(6);
+        let ended = Ended::Succeeded {
+            next_fetch_at: next,
+            etag: Some("\"e1\"".into()),
+            last_modified: None,
+        };
+        assert!(s.end(&claimed, run, &ended, h.now()).await.unwrap());
+        let stored = s.get("p-due").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                shared::domain::ts::format(&stored.next_fetch_at),
+                stored.etag.as_deref()
+            ),
+            (shared::domain::ts::format(&next), Some("\"e1\""))
+        );
+        assert_eq!(stored.claimed_by, None);
+        // ended once: a second end by the same run changes nothing
+        assert!(!s.end(&claimed, run, &ended, h.now()).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn failures_back_off_then_pause_and_a_profile_saved_meanwhile_stands() {
+        let h = Harness::new().await;
+        let s = store(&h);
+        s.put(&profile(&h, "p1", -1)).await.unwrap();
+        let schedule = Schedule::EveryHours(6);
+        for n in 1..=PAUSE_AFTER_FAILURES {
+            let due = s.due(h.now() + Duration::days(1), 50).await.unwrap();
+            assert_eq!(due.len(), 1, "failure {n}");
+            let claimed = s
+                .claim(&due[0], "run", h.now() + Duration::minutes(2))
+                .await
+                .unwrap()
+                .unwrap();
+            let retry_at = match after_failure(&schedule, claimed.failures + 1, h.now()) {
+                AfterFailure::RetryAt(t) => Some(t),
+                AfterFailure::Pause => None,
+            };
+            let ended = Ended::Failed {
+                retry_at,
+                reason: "the server answered 500".into(),
+            };
+            assert!(s.end(&claimed, "run", &ended, h.now()).await.unwrap());
+        }
+        let paused = s.get("p1").await.unwrap().unwrap();
+        assert_eq!(paused.failures, PAUSE_AFTER_FAILURES);
+        assert_eq!(
+            paused.paused_reason.as_deref(),
+            Some("the server answered 500")
+        );
+        assert!(
+            s.due(h.now() + Duration::days(30), 50)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // a profile saved while a fetch holds it: the claim's end does not
+        // overwrite it
+        s.put(&profile(&h, "p2", -1)).await.unwrap();
+        let due = s.due(h.now(), 50).await.unwrap();
+        let claimed = s
+            .claim(&due[0], "run", h.now() + Duration::minutes(2))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut saved = profile(&h, "p2", 600);
+        saved.url = "https://feeds.example.com/new.csv".into();
+        saved.updated_at = h.now();
+        s.put(&saved).await.unwrap();
+        let ended = Ended::Succeeded {
+            next_fetch_at: h.now() + Duration::hours(6),
+            etag: None,
+            last_modified: None,
+        };
+        assert!(!s.end(&claimed, "run", &ended, h.now()).await.unwrap());
+        assert_eq!(
+            s.get("p2").await.unwrap().unwrap().url,
+            "https://feeds.example.com/new.csv"
+        );
+        // and a stale read cannot claim the saved profile
+        assert!(
+            s.claim(&due[0], "run-2", h.now() + Duration::minutes(2))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_partners_fetches_list_newest_first() {
+        let h = Harness::new().await;
+        let s = store(&h);
+        for i in 0..3 {
+            s.record(&FetchRecord {
+                fetch_id: format!("fx-{i}"),
+                partner_id: "p1".into(),
+                started_at: h.now() + Duration::minutes(i),
+                status: "fetched".into(),
+                http_status: Some(200),
+                bytes: 10,
+                feed_id: Some(format!("fetch-{i}")),
+                reason: None,
+                host: "feeds.example.com".into(),
+                duration_ms: 5,
+            })
+            .await
+            .unwrap();
+        }
+        let got: Vec<String> = s
+            .fetches("p1", 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| f.fetch_id)
+            .collect();
+        assert_eq!(got, vec!["fx-2", "fx-1", "fx-0"]);
+        assert!(s.fetches("p2", 10).await.unwrap().is_empty());
+    }
+}

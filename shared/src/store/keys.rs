@@ -15,6 +15,8 @@ pub const GSI1PK: &str = "gsi1pk";
 pub const GSI1SK: &str = "gsi1sk";
 pub const GSI2PK: &str = "gsi2pk";
 pub const GSI2SK: &str = "gsi2sk";
+pub const GSI3PK: &str = "gsi3pk";
+pub const GSI3SK: &str = "gsi3sk";
 
 /// A caller-supplied part of a key, length-prefixed (`5:alice`), so no value
 /// can imitate the separators around it: `victim#pay` then `k-77` and `victim`
@@ -254,6 +256,22 @@ pub mod partners {
     /// The `by_partner` partition of a partner's imports.
     pub fn imports_of(partner_id: &str) -> String {
         format!("PARTNER#{partner_id}")
+    }
+    /// A partner's fetch profile (issue 12; its secret is in Secrets Manager).
+    pub fn fetch_profile(partner_id: &str) -> Item {
+        key(format!("FETCHPROFILE#{}", part(partner_id)), "PROFILE")
+    }
+    /// gsi3, sparse: the profiles that may be fetched, by next fetch time.
+    pub const BY_DUE: &str = "by_due";
+    /// The one `by_due` partition (a fetch is a write every few minutes at
+    /// most per partner: far below a partition's 1,000 a second).
+    pub const DUE: &str = "DUE";
+    /// One fetch of a partner's profile, newest last in its partition.
+    pub fn fetch(partner_id: &str, started_at: &str, fetch_id: &str) -> Item {
+        key(fetches_of(partner_id), format!("{started_at}#{fetch_id}"))
+    }
+    pub fn fetches_of(partner_id: &str) -> String {
+        format!("FETCHES#{}", part(partner_id))
     }
     /// The newest S3 `sequencer` seen for one object key (the key is last).
     pub fn object_key(bucket: &str, object_key: &str) -> Item {

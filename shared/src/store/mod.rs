@@ -10,6 +10,7 @@ pub mod audit;
 pub mod breaker;
 pub mod catalog;
 pub mod feed_writes;
+pub mod fetch_profiles;
 pub mod flash_sales;
 pub mod imports;
 pub mod keys;
