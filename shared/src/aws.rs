@@ -21,3 +21,7 @@ pub fn sqs(sdk: &SdkConfig) -> aws_sdk_sqs::Client {
 pub fn s3(sdk: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::new(sdk)
 }
+
+pub fn secrets_manager(sdk: &SdkConfig) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(sdk)
+}

@@ -634,3 +634,45 @@ mod profiles {
         assert!(s.fetches("p2", 10).await.unwrap().is_empty());
     }
 }
+
+mod secrets {
+    use crate::common::Harness;
+    use shared::config::{ExposeSecret, Secret};
+    use shared::fetch::secrets::SecretStore;
+
+    #[tokio::test]
+    async fn a_partners_secret_is_set_rotated_read_and_deleted_in_secrets_manager() {
+        let h = Harness::new().await;
+        let prefix = format!("flashcart/partners/{}/", h.stack.stack.prefix);
+        let store = SecretStore::new(shared::aws::secrets_manager(&h.stack.sdk), prefix.clone());
+        assert!(store.get("p1").await.unwrap().is_none());
+        store
+            .put("p1", &Secret::from("first-s3cr3t"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("p1").await.unwrap().unwrap().expose_secret(),
+            "first-s3cr3t"
+        );
+        // rotated: the next read has the new value
+        store
+            .put("p1", &Secret::from("second-s3cr3t"))
+            .await
+            .unwrap();
+        let got = store.get("p1").await.unwrap().unwrap();
+        assert_eq!(got.expose_secret(), "second-s3cr3t");
+        assert!(!format!("{got:?} {store:?}").contains("s3cr3t"));
+        // under the partners' path, one per partner
+        let listed = aws_sdk_secretsmanager::Client::new(&h.stack.sdk)
+            .describe_secret()
+            .secret_id(format!("{prefix}p1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(listed.name(), Some(format!("{prefix}p1").as_str()));
+        store.delete("p1").await.unwrap();
+        assert!(store.get("p1").await.unwrap().is_none());
+        // deleting what is not there is no error
+        store.delete("p1").await.unwrap();
+    }
+}

@@ -2,4 +2,5 @@
 //! rules of what a fetch may reach ([`ssrf`], ADR 0025).
 
 pub mod client;
+pub mod secrets;
 pub mod ssrf;
