@@ -676,3 +676,157 @@ mod secrets {
         store.delete("p1").await.unwrap();
     }
 }
+
+mod runs {
+    use super::{CSV, partner_server};
+    use crate::common::Harness;
+    use chrono::Duration;
+    use flashcart_local::feed_server::{Expect, Feed};
+    use shared::config::Secret;
+    use shared::feeds::import::Validation;
+    use shared::fetch::run::Fetcher;
+    use shared::fetch::secrets::SecretStore;
+    use shared::objects::Objects;
+    use shared::store::audit::AuditStore;
+    use shared::store::fetch_profiles::{FetchProfile, FetchProfileStore};
+    use std::sync::{Arc, Mutex};
+
+    /// Every log line written while it is the thread's subscriber.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn fetcher(h: &Harness, limits: shared::fetch::client::Limits, prefix: &str) -> Fetcher {
+        let dynamo = aws_sdk_dynamodb::Client::new(&h.stack.sdk);
+        Fetcher {
+            profiles: FetchProfileStore::new(dynamo.clone(), h.stack.stack.table("PartnersTable")),
+            secrets: SecretStore::new(shared::aws::secrets_manager(&h.stack.sdk), prefix),
+            objects: Objects::new(aws_sdk_s3::Client::new(&h.stack.sdk)),
+            audit: AuditStore::new(dynamo, h.stack.stack.table("AuditTable")),
+            bucket: h.stack.stack.bucket("FeedsBucket").to_owned(),
+            limits,
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_due_profile_is_fetched_once_ingested_then_unchanged_and_its_secret_never_logged() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let h = crate::feeds::with_partners().await;
+        let p = partner_server().await;
+        let token = "tok-9f8e7d-s3cr3t";
+        p.server.put(
+            "daily",
+            Feed {
+                auth: Some(Expect {
+                    header: "x-feed-token".into(),
+                    value: token.into(),
+                }),
+                ..Feed::csv(CSV)
+            },
+        );
+        let prefix = format!("flashcart/partners/{}/", h.stack.stack.prefix);
+        let f = fetcher(&h, p.limits.clone(), &prefix);
+        f.secrets.put("p1", &Secret::from(token)).await.unwrap();
+        f.profiles
+            .put(&FetchProfile {
+                partner_id: "p1".into(),
+                url: format!("{}/feeds/daily", p.base),
+                every_hours: Some(6),
+                daily_at: None,
+                format: "csv".into(),
+                feed_version: 1,
+                validation: Validation::Lenient,
+                auth_type: "header".into(),
+                username: None,
+                header_name: Some("X-Feed-Token".into()),
+                secret_changed_at: Some(h.now()),
+                next_fetch_at: h.now(),
+                failures: 0,
+                paused_reason: None,
+                etag: None,
+                last_modified: None,
+                claimed_by: None,
+                claimed_due: None,
+                updated_at: h.now(),
+            })
+            .await
+            .unwrap();
+        // two runs at the same moment: one fetch
+        let clock = h.clock.clone();
+        let now = move || shared::clock::Clock::now(clock.as_ref());
+        let (a, b) = tokio::join!(f.run(now.clone(), "run-a"), f.run(now.clone(), "run-b"));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.fetched + b.fetched, 1, "{a:?} {b:?}");
+        assert_eq!(p.server.hits("daily"), 1);
+        // the S3 notification starts the ingest; the import names the fetch
+        h.ingest_queued(&[]).await;
+        let imports = h.imports("p1").await;
+        assert_eq!(imports.len(), 1);
+        let fetch_id = imports[0]
+            .fetch_id
+            .clone()
+            .expect("the import names its fetch");
+        assert!(fetch_id.starts_with("fx-"), "{fetch_id}");
+        assert!(h.catalog().await.contains_key("p1:MUG-1"));
+        let listed = f.profiles.fetches("p1", 10).await.unwrap();
+        assert_eq!(
+            (listed[0].fetch_id.as_str(), listed[0].status.as_str()),
+            (fetch_id.as_str(), "fetched")
+        );
+        // six hours on: 304, no new import
+        h.clock.advance(Duration::hours(6) + Duration::seconds(1));
+        let s = f.run(now.clone(), "run-c").await.unwrap();
+        assert_eq!(s.unchanged, 1, "{s:?}");
+        h.ingest_queued(&[]).await;
+        assert_eq!(h.imports("p1").await.len(), 1);
+        // the secret rotated on the partner's side and not yet here: 401, a
+        // failure retried in 5 minutes
+        p.server.put(
+            "daily",
+            Feed {
+                auth: Some(Expect {
+                    header: "x-feed-token".into(),
+                    value: "tok-rotated".into(),
+                }),
+                ..Feed::csv(format!("{CSV}MUG-2,Red mug,9.50,EUR,1,kitchen\n"))
+            },
+        );
+        h.clock.advance(Duration::hours(6) + Duration::seconds(1));
+        let s = f.run(now.clone(), "run-d").await.unwrap();
+        assert_eq!(s.failed, 1, "{s:?}");
+        let profile = f.profiles.get("p1").await.unwrap().unwrap();
+        assert_eq!(profile.failures, 1);
+        // rotated here too: the next fetch uses it
+        f.secrets
+            .put("p1", &Secret::from("tok-rotated"))
+            .await
+            .unwrap();
+        h.clock.advance(Duration::minutes(6));
+        let s = f.run(now.clone(), "run-e").await.unwrap();
+        assert_eq!(s.fetched, 1, "{s:?}");
+        // in no log line of any of it: not the old secret, not the new one
+        let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+        assert!(logs.contains("fetch ended"), "the capture saw the runs");
+        assert!(
+            !logs.contains(token) && !logs.contains("tok-rotated"),
+            "a secret was logged"
+        );
+    }
+}

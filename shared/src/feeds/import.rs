@@ -141,6 +141,9 @@ pub struct Import {
     pub lease_until: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report_key: Option<String>,
+    /// The scheduled fetch that put the object (its `fetch-id` metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_id: Option<String>,
     #[serde(with = "ts")]
     pub created_at: DateTime<Utc>,
     #[serde(with = "ts")]
@@ -161,6 +164,8 @@ pub struct ImportView {
     pub validation: Option<Validation>,
     pub counts: Counts,
     pub report_key: Option<String>,
+    /// The scheduled fetch that put the object, if one did.
+    pub fetch_id: Option<String>,
     pub object: ObjectView,
     #[serde(with = "ts")]
     pub created_at: DateTime<Utc>,
@@ -189,6 +194,7 @@ impl From<Import> for ImportView {
             validation: i.validation,
             counts: i.counts,
             report_key: i.report_key,
+            fetch_id: i.fetch_id,
             object: ObjectView {
                 key: i.source.key,
                 size: i.source.size,

@@ -281,6 +281,7 @@ impl Ingest {
                     run: 1,
                     lease_until: lease,
                     report_key: None,
+                    fetch_id: None,
                     created_at: now,
                     updated_at: now,
                 };
@@ -408,6 +409,14 @@ impl Ingest {
         };
         import.feed_version = Some(if version == FeedVersion::V1 { 1 } else { 2 });
         import.validation = Some(validation);
+        // the fetch that put the object, when it names a well-formed one
+        if import.fetch_id.is_none() {
+            import.fetch_id = opened
+                .metadata
+                .get("fetch-id")
+                .filter(|f| crate::domain::text::check_id("fetch-id", f, 64).is_ok())
+                .cloned();
+        }
         import.report_key = Some(key.report_key());
 
         let mut body = Some(opened.body);

@@ -2,5 +2,6 @@
 //! rules of what a fetch may reach ([`ssrf`], ADR 0025).
 
 pub mod client;
+pub mod run;
 pub mod secrets;
 pub mod ssrf;
