@@ -435,3 +435,66 @@ impl PartnerConfig {
         })
     }
 }
+
+/// feed-fetcher: where fetched feeds go, where the secrets are, the limits
+/// of one fetch and of one run, and what a deployment allows beyond the
+/// SSRF rules (nothing, deployed; the sandbox feed server, locally).
+#[derive(Debug, Clone)]
+pub struct FetcherConfig {
+    pub tables: Tables,
+    pub feeds_bucket: String,
+    /// `flashcart/partners/<stack>/`
+    pub secrets_prefix: String,
+    pub max_bytes: u64,
+    pub fetch_timeout: std::time::Duration,
+    /// A run takes no new profile after this long (the function's timeout
+    /// less one fetch and a margin).
+    pub run_budget: std::time::Duration,
+    pub allow: crate::fetch::ssrf::Allowance,
+}
+
+impl FetcherConfig {
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        let secs = std::time::Duration::from_secs;
+        let invalid = |name: &'static str, reason: &str| ConfigError::Invalid {
+            name,
+            reason: reason.into(),
+        };
+        let prefix = required(src, "SECRETS_PREFIX")?;
+        if !prefix.starts_with("flashcart/partners/") || !prefix.ends_with('/') {
+            return Err(invalid(
+                "SECRETS_PREFIX",
+                "must be under flashcart/partners/ and end in /",
+            ));
+        }
+        let mut allow = crate::fetch::ssrf::Allowance {
+            http: number(src, "FETCH_ALLOW_HTTP", 0u8)? == 1,
+            ..Default::default()
+        };
+        for addr in src
+            .get("FETCH_ALLOWED_ADDRESSES")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
+            let addr: std::net::SocketAddr = addr.parse().map_err(|_| {
+                invalid(
+                    "FETCH_ALLOWED_ADDRESSES",
+                    "must be ip:port, comma-separated",
+                )
+            })?;
+            allow.ports.push(addr.port());
+            allow.exceptions.push(addr);
+        }
+        Ok(Self {
+            tables: Tables::from_source(src)?,
+            feeds_bucket: required(src, "FEEDS_BUCKET")?,
+            secrets_prefix: prefix,
+            max_bytes: number(src, "FETCH_MAX_BYTES", 256u64 << 20)?,
+            fetch_timeout: secs(number(src, "FETCH_TIMEOUT_SECONDS", 60u64)?),
+            run_budget: secs(number(src, "FETCH_RUN_SECONDS", 780u64)?),
+            allow,
+        })
+    }
+}

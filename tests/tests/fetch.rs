@@ -714,6 +714,7 @@ mod runs {
             audit: AuditStore::new(dynamo, h.stack.stack.table("AuditTable")),
             bucket: h.stack.stack.bucket("FeedsBucket").to_owned(),
             limits,
+            budget: std::time::Duration::from_secs(600),
         }
     }
 
@@ -828,5 +829,76 @@ mod runs {
             !logs.contains(token) && !logs.contains("tok-rotated"),
             "a secret was logged"
         );
+    }
+
+    /// The function as the template configures it (the sandbox's address
+    /// allowed, as the local stack does), run as its schedule runs it.
+    #[tokio::test]
+    async fn the_scheduled_function_fetches_as_the_template_configures_it() {
+        let h = crate::feeds::with_partners().await;
+        let p = partner_server().await;
+        p.server.put("open", Feed::csv(CSV));
+        let addr = p.base.trim_start_matches("http://").to_owned();
+        let env = h.env_changed(
+            "FeedFetcherFunction",
+            &[
+                ("FETCH_ALLOW_HTTP", "1"),
+                ("FETCH_ALLOWED_ADDRESSES", addr.as_str()),
+            ],
+        );
+        assert!(
+            env("SECRETS_PREFIX")
+                .unwrap()
+                .starts_with("flashcart/partners/")
+        );
+        let deps = feed_fetcher::Deps::from_source(&env, &h.stack.sdk)
+            .unwrap()
+            .with_clock(h.clock.clone());
+        let store = FetchProfileStore::new(
+            aws_sdk_dynamodb::Client::new(&h.stack.sdk),
+            h.stack.stack.table("PartnersTable"),
+        );
+        store
+            .put(&FetchProfile {
+                partner_id: "p2".into(),
+                url: format!("{}/feeds/open", p.base),
+                every_hours: None,
+                daily_at: Some("06:30".into()),
+                format: "csv".into(),
+                feed_version: 2,
+                validation: Validation::Strict,
+                auth_type: "none".into(),
+                username: None,
+                header_name: None,
+                secret_changed_at: None,
+                next_fetch_at: h.now(),
+                failures: 0,
+                paused_reason: None,
+                etag: None,
+                last_modified: None,
+                claimed_by: None,
+                claimed_due: None,
+                updated_at: h.now(),
+            })
+            .await
+            .unwrap();
+        let summary = feed_fetcher::handle(&deps, serde_json::json!({"source": "aws.events"}))
+            .await
+            .unwrap();
+        assert_eq!((summary.due, summary.fetched), (1, 1), "{summary:?}");
+        // the next one is tomorrow's (or today's) 06:30 UTC
+        let next = store.get("p2").await.unwrap().unwrap().next_fetch_at;
+        assert_eq!(next.format("%H:%M").to_string(), "06:30");
+        // without the local allowance, the sandbox is a loopback address
+        let deployed =
+            feed_fetcher::Deps::from_source(&h.env_of("FeedFetcherFunction"), &h.stack.sdk)
+                .unwrap()
+                .with_clock(h.clock.clone());
+        h.clock.advance(Duration::days(1));
+        let summary = feed_fetcher::handle(&deployed, serde_json::json!({}))
+            .await
+            .unwrap();
+        assert_eq!((summary.due, summary.refused), (1, 1), "{summary:?}");
+        assert_eq!(p.server.hits("open"), 1);
     }
 }

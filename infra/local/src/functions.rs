@@ -189,6 +189,22 @@ impl Functions {
                         function!(HttpFn, partner_api, env, sdk, clock, id),
                     );
                 }
+                "feed-fetcher" => {
+                    out.scheduled.insert(
+                        id.clone(),
+                        function!(
+                            ScheduledFn,
+                            feed_fetcher,
+                            env,
+                            sdk,
+                            clock,
+                            id,
+                            |answer: Result<shared::fetch::run::Summary, lambda_http::Error>| {
+                                answer.map(|s| serde_json::to_value(s).unwrap_or_default())
+                            }
+                        ),
+                    );
+                }
                 "admin-mfa-gate" => {}
                 "feed-ingest" => {
                     out.sqs.insert(

@@ -28,6 +28,8 @@ pub struct Fetcher {
     pub audit: AuditStore,
     pub bucket: String,
     pub limits: Limits,
+    /// A run takes no new profile once this much of it has passed.
+    pub budget: std::time::Duration,
 }
 
 /// What one run did, by outcome.
@@ -54,7 +56,13 @@ impl Fetcher {
             due: due.len(),
             ..Summary::default()
         };
+        let started = std::time::Instant::now();
         for profile in due {
+            if started.elapsed() >= self.budget {
+                // the rest stay due: the next run takes them
+                summary.skipped += 1;
+                continue;
+            }
             let lease = now()
                 + chrono::Duration::from_std(self.limits.timeout).unwrap_or_default()
                 + chrono::Duration::minutes(1);
