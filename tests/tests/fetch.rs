@@ -459,7 +459,9 @@ mod profiles {
         )
     }
 
-    fn profile(h: &Harness, partner: &str, due_in: i64) -> FetchProfile {
+    /// A profile of `partner` due in `due_in` seconds: every 6 hours, CSV,
+    /// version 1, lenient, no authentication.
+    pub(super) fn profile(h: &Harness, partner: &str, due_in: i64) -> FetchProfile {
         FetchProfile {
             partner_id: partner.into(),
             url: "https://feeds.example.com/daily.csv".into(),
@@ -747,25 +749,11 @@ mod runs {
         f.secrets.put("p1", &Secret::from(token)).await.unwrap();
         f.profiles
             .put(&FetchProfile {
-                partner_id: "p1".into(),
                 url: format!("{}/feeds/daily", p.base),
-                every_hours: Some(6),
-                daily_at: None,
-                format: "csv".into(),
-                feed_version: 1,
-                validation: Validation::Lenient,
                 auth_type: "header".into(),
-                username: None,
                 header_name: Some("X-Feed-Token".into()),
                 secret_changed_at: Some(h.now()),
-                next_fetch_at: h.now(),
-                failures: 0,
-                paused_reason: None,
-                etag: None,
-                last_modified: None,
-                claimed_by: None,
-                claimed_due: None,
-                updated_at: h.now(),
+                ..super::profiles::profile(&h, "p1", 0)
             })
             .await
             .unwrap();
@@ -860,25 +848,12 @@ mod runs {
         );
         store
             .put(&FetchProfile {
-                partner_id: "p2".into(),
                 url: format!("{}/feeds/open", p.base),
                 every_hours: None,
                 daily_at: Some("06:30".into()),
-                format: "csv".into(),
                 feed_version: 2,
                 validation: Validation::Strict,
-                auth_type: "none".into(),
-                username: None,
-                header_name: None,
-                secret_changed_at: None,
-                next_fetch_at: h.now(),
-                failures: 0,
-                paused_reason: None,
-                etag: None,
-                last_modified: None,
-                claimed_by: None,
-                claimed_due: None,
-                updated_at: h.now(),
+                ..super::profiles::profile(&h, "p2", 0)
             })
             .await
             .unwrap();

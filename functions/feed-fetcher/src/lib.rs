@@ -62,7 +62,9 @@ pub async fn handle(
     _event: serde_json::Value,
 ) -> Result<Summary, lambda_runtime::Error> {
     let clock = deps.clock.clone();
-    let run_id = format!("run-{}", uuid_like(&clock));
+    // a claim's owner: unique, so a late end of an expired claim can never
+    // pass for a newer claim's
+    let run_id = format!("run-{}", uuid::Uuid::new_v4().simple());
     let summary = deps
         .fetcher
         .run(move || clock.now(), &run_id)
@@ -81,10 +83,4 @@ pub async fn handle(
         "fetch run"
     );
     Ok(summary)
-}
-
-/// A run's id: its start, to the millisecond, and the process's id (two
-/// runs of one container never overlap).
-fn uuid_like(clock: &SharedClock) -> String {
-    format!("{}-{}", clock.now().timestamp_millis(), std::process::id())
 }

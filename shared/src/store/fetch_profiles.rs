@@ -9,7 +9,7 @@
 //! ends. The secret is not here: Secrets Manager holds it (ADR 0025).
 
 use super::keys::{GSI3PK, GSI3SK, PK, partners as keys};
-use super::{StoreError, item_with_keys, string_attr};
+use super::{StoreError, conditional, item_with_keys, string_attr};
 use crate::domain::ts;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
@@ -108,10 +108,6 @@ fn due_key(at: &DateTime<Utc>, partner_id: &str) -> AttributeValue {
     string_attr(format!("{}#{partner_id}", ts::format(at)))
 }
 
-fn conditional<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E) -> bool {
-    e.code() == Some("ConditionalCheckFailedException")
-}
-
 impl FetchProfileStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
@@ -120,8 +116,8 @@ impl FetchProfileStore {
         }
     }
 
-    /// Saves `profile` whole: in the due index unless it is paused.
-    pub async fn put(&self, profile: &FetchProfile) -> Result<(), StoreError> {
+    /// The profile's item: in the due index unless it is paused.
+    fn item(profile: &FetchProfile) -> Result<super::Item, StoreError> {
         let mut item = item_with_keys(profile, keys::fetch_profile(&profile.partner_id))?;
         if profile.paused_reason.is_none() {
             item.insert(GSI3PK.into(), string_attr(keys::DUE));
@@ -130,6 +126,12 @@ impl FetchProfileStore {
                 due_key(&profile.next_fetch_at, &profile.partner_id),
             );
         }
+        Ok(item)
+    }
+
+    /// Saves `profile` whole.
+    pub async fn put(&self, profile: &FetchProfile) -> Result<(), StoreError> {
+        let item = Self::item(profile)?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -266,14 +268,7 @@ impl FetchProfileStore {
                 }
             }
         }
-        let mut item = item_with_keys(&profile, keys::fetch_profile(&profile.partner_id))?;
-        if profile.paused_reason.is_none() {
-            item.insert(GSI3PK.into(), string_attr(keys::DUE));
-            item.insert(
-                GSI3SK.into(),
-                due_key(&profile.next_fetch_at, &profile.partner_id),
-            );
-        }
+        let item = Self::item(&profile)?;
         let result = self
             .client
             .put_item()

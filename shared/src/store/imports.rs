@@ -3,7 +3,9 @@
 
 use super::keys::partners as keys;
 use super::keys::{GSI1PK, GSI1SK, PK, SK};
-use super::{ListError, Page, StoreError, get_item, item_with_keys, number_attr, string_attr};
+use super::{
+    ListError, Page, StoreError, conditional, get_item, item_with_keys, number_attr, string_attr,
+};
 use crate::domain::ts;
 use crate::feeds::import::{Import, ImportStatus, Upload, padded_sequencer};
 use aws_sdk_dynamodb::Client;
@@ -23,10 +25,6 @@ pub enum Claim {
 pub struct ImportStore {
     client: Client,
     table: String,
-}
-
-fn conditional<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E) -> bool {
-    e.code() == Some("ConditionalCheckFailedException")
 }
 
 impl ImportStore {

@@ -195,6 +195,11 @@ pub(crate) fn put_new(table: &str, item: Item) -> Result<TransactWriteItem, Stor
     Ok(TransactWriteItem::builder().put(put).build())
 }
 
+/// Whether a write's error is its condition failing (an outcome, not a fault).
+pub(crate) fn conditional<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E) -> bool {
+    e.code() == Some("ConditionalCheckFailedException")
+}
+
 /// Puts `item` only where nothing is yet: `false` if something was.
 pub(crate) async fn put_if_absent(
     client: &aws_sdk_dynamodb::Client,
