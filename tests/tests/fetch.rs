@@ -707,6 +707,28 @@ mod runs {
         }
     }
 
+    /// Every log line of the test binary from the first call on, at DEBUG
+    /// and above, whatever thread writes it: a global subscriber, so no
+    /// thread's own dispatcher (or a callsite's cached interest) can hide a
+    /// line from it.
+    fn capture() -> Captured {
+        static CAPTURE: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+        CAPTURE
+            .get_or_init(|| {
+                let captured = Captured::default();
+                let writer = captured.clone();
+                let subscriber = tracing_subscriber::fmt()
+                    .with_max_level(tracing::Level::DEBUG)
+                    .with_ansi(false)
+                    .with_writer(move || writer.clone())
+                    .finish();
+                tracing::subscriber::set_global_default(subscriber)
+                    .expect("no other test sets a global subscriber");
+                captured
+            })
+            .clone()
+    }
+
     fn fetcher(h: &Harness, limits: shared::fetch::client::Limits, prefix: &str) -> Fetcher {
         let dynamo = aws_sdk_dynamodb::Client::new(&h.stack.sdk);
         Fetcher {
@@ -722,14 +744,7 @@ mod runs {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_due_profile_is_fetched_once_ingested_then_unchanged_and_its_secret_never_logged() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
+        let captured = capture();
 
         let h = crate::feeds::with_partners().await;
         let p = partner_server().await;
