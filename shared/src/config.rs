@@ -376,6 +376,8 @@ pub struct PartnerConfig {
     pub max_validate_bytes: usize,
     /// The most a gzipped dry-run body may inflate to.
     pub max_validate_decoded_bytes: u64,
+    /// Fetch profiles a partner saves: their secrets, their URLs' allowance.
+    pub fetch: FetchSettings,
 }
 
 impl PartnerConfig {
@@ -432,30 +434,24 @@ impl PartnerConfig {
             // a gzipped CSV shrinks 5 to 10 times; a bomb stops here, and
             // the scan of this much stays within a second or so
             max_validate_decoded_bytes: 4 * max_validate_bytes,
+            fetch: FetchSettings::from_source(src)?,
         })
     }
 }
 
-/// feed-fetcher: where fetched feeds go, where the secrets are, the limits
-/// of one fetch and of one run, and what a deployment allows beyond the
-/// SSRF rules (nothing, deployed; the sandbox feed server, locally).
+/// Where partners' fetch secrets live and what a fetch may reach beyond the
+/// SSRF rules (nothing, deployed; the sandbox feed server, locally): read
+/// alike by the fetcher and by the APIs that save profiles, so a URL saved
+/// is judged as it will be fetched.
 #[derive(Debug, Clone)]
-pub struct FetcherConfig {
-    pub tables: Tables,
-    pub feeds_bucket: String,
+pub struct FetchSettings {
     /// `flashcart/partners/<stack>/`
     pub secrets_prefix: String,
-    pub max_bytes: u64,
-    pub fetch_timeout: std::time::Duration,
-    /// A run takes no new profile after this long (the function's timeout
-    /// less one fetch and a margin).
-    pub run_budget: std::time::Duration,
     pub allow: crate::fetch::ssrf::Allowance,
 }
 
-impl FetcherConfig {
+impl FetchSettings {
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
-        let secs = std::time::Duration::from_secs;
         let invalid = |name: &'static str, reason: &str| ConfigError::Invalid {
             name,
             reason: reason.into(),
@@ -488,13 +484,36 @@ impl FetcherConfig {
             allow.exceptions.push(addr);
         }
         Ok(Self {
+            secrets_prefix: prefix,
+            allow,
+        })
+    }
+}
+
+/// feed-fetcher: where fetched feeds go, the limits of one fetch and of one
+/// run, and the [`FetchSettings`].
+#[derive(Debug, Clone)]
+pub struct FetcherConfig {
+    pub tables: Tables,
+    pub feeds_bucket: String,
+    pub max_bytes: u64,
+    pub fetch_timeout: std::time::Duration,
+    /// A run takes no new profile after this long (the function's timeout
+    /// less one fetch and a margin).
+    pub run_budget: std::time::Duration,
+    pub fetch: FetchSettings,
+}
+
+impl FetcherConfig {
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        let secs = std::time::Duration::from_secs;
+        Ok(Self {
             tables: Tables::from_source(src)?,
             feeds_bucket: required(src, "FEEDS_BUCKET")?,
-            secrets_prefix: prefix,
             max_bytes: number(src, "FETCH_MAX_BYTES", 256u64 << 20)?,
             fetch_timeout: secs(number(src, "FETCH_TIMEOUT_SECONDS", 60u64)?),
             run_budget: secs(number(src, "FETCH_RUN_SECONDS", 780u64)?),
-            allow,
+            fetch: FetchSettings::from_source(src)?,
         })
     }
 }

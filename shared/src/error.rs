@@ -13,6 +13,7 @@ use crate::domain::flash_sale::SaleRule;
 use crate::domain::order::CartRule;
 use crate::domain::throttle::{LimitScope, RateLimited};
 use crate::domain::ts;
+use crate::fetch::profiles::ProfileError;
 use crate::payments::signature::SignatureError;
 use crate::routes::Unmatched;
 use crate::store::catalog::PutProductError;
@@ -212,6 +213,37 @@ impl From<Invalid> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         ApiError::internal(e)
+    }
+}
+
+/// A profile that does not check is 400 (`invalid_request`) naming the
+/// field; a URL that can never be fetched is 422 `url_not_allowed` with the
+/// refusal's code; the secret store failing is 503 (the save can be
+/// repeated as it is: it writes the secret first, then the profile).
+impl From<ProfileError> for ApiError {
+    fn from(e: ProfileError) -> Self {
+        match e {
+            ProfileError::Invalid(e) => e.into(),
+            ProfileError::UrlNotAllowed(refused) => ApiError::rule_violation(
+                "url_not_allowed",
+                format!(
+                    "This URL can never be fetched: {refused}. Use a public https URL on port 443."
+                ),
+            )
+            .with_detail("field", "url")
+            .with_detail("reason_code", refused.code()),
+            ProfileError::Store(e) => e.into(),
+            ProfileError::Secret(e) => {
+                tracing::error!(error = %e, "the secret store failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "secret_store_unavailable",
+                    "The credential store did not answer, so the change may be incomplete. Repeat the same request in a few seconds; repeating it is safe.",
+                )
+                .with_header(header::RETRY_AFTER, "5")
+                .with_detail("retry_after", 5)
+            }
+        }
     }
 }
 

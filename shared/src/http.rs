@@ -278,8 +278,7 @@ pub fn is_preflight(req: &Request) -> bool {
 /// or another front end), so a browser is never told 405.
 pub fn preflight(req: &Request, allowed_origins: &[String]) -> Response<Body> {
     use crate::routes::cors;
-    let mut response = Response::new(Body::Empty);
-    *response.status_mut() = StatusCode::NO_CONTENT;
+    let mut response = crate::response::no_content();
     let origin = req
         .headers()
         .get(header::ORIGIN)

@@ -23,6 +23,13 @@ pub fn json_text(status: StatusCode, body: impl Into<Vec<u8>>) -> Response<Body>
     response
 }
 
+/// 204 with no body (a delete, repeated or not).
+pub fn no_content() -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
 /// `response` with `Location: location`.
 pub fn with_location(mut response: Response<Body>, location: &str) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(location) {

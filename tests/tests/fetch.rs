@@ -695,7 +695,7 @@ mod runs {
 
     /// Every log line written while it is the thread's subscriber.
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    pub(super) struct Captured(pub(super) Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -711,7 +711,7 @@ mod runs {
     /// and above, whatever thread writes it: a global subscriber, so no
     /// thread's own dispatcher (or a callsite's cached interest) can hide a
     /// line from it.
-    fn capture() -> Captured {
+    pub(super) fn capture() -> Captured {
         static CAPTURE: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
         CAPTURE
             .get_or_init(|| {
@@ -890,5 +890,507 @@ mod runs {
             .unwrap();
         assert_eq!((summary.due, summary.refused), (1, 1), "{summary:?}");
         assert_eq!(p.server.hits("open"), 1);
+    }
+}
+
+/// Profiles set through the API, as a partner (its key) and an admin set
+/// them, then fetched by the function as the template configures it, with
+/// the sandbox feed server allowed as `make run` allows it.
+mod api {
+    use super::{CSV, partner_server};
+    use crate::common::{Answer, Harness, error_code};
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use chrono::Duration;
+    use flashcart_local::feed_server::{Expect, Feed, Mode};
+    use http::{Method, Request};
+    use serde_json::{Value, json};
+    use shared::fetch::secrets::SecretStore;
+    use std::net::SocketAddr;
+
+    /// A stack that allows the feed server at `base`, and a partner made
+    /// through the admin API: (its id, its key).
+    async fn stack_and_partner(base: &str) -> (Harness, String, String) {
+        let addr = base.trim_start_matches("http://").to_owned();
+        let h = Harness::with_parameters(&[
+            ("FetchAllowHttp", "1".to_owned()),
+            ("FetchAllowedAddresses", addr),
+        ])
+        .await;
+        let created = h
+            .call(
+                Method::POST,
+                "/admin/partners",
+                Some(&h.admin()),
+                Some(json!({"name": "Fetched Goods", "feed_version": 1})),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let id = created.body["partner_id"].as_str().unwrap().to_owned();
+        let key = created.body["api_key"].as_str().unwrap().to_owned();
+        (h, id, key)
+    }
+
+    impl Harness {
+        async fn keyed(
+            &self,
+            method: Method,
+            path: &str,
+            key: &str,
+            body: Option<Value>,
+        ) -> Answer {
+            let mut req = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("x-api-key", key)
+                .header("content-type", "application/json")
+                .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+                .unwrap();
+            req.extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from(([198, 51, 100, 9], 40000))));
+            self.send(req).await
+        }
+
+        async fn run_fetcher(&self) -> shared::fetch::run::Summary {
+            let deps = feed_fetcher::Deps::from_source(
+                &self.env_of("FeedFetcherFunction"),
+                &self.stack.sdk,
+            )
+            .unwrap()
+            .with_clock(self.clock.clone());
+            feed_fetcher::handle(&deps, json!({"source": "aws.events"}))
+                .await
+                .unwrap()
+        }
+
+        fn secret_store(&self) -> SecretStore {
+            let env = self.env_of("PartnerApiFunction");
+            SecretStore::new(
+                shared::aws::secrets_manager(&self.stack.sdk),
+                env("SECRETS_PREFIX").unwrap(),
+            )
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn urls_that_can_never_be_fetched_are_refused_when_saved_and_nothing_is_kept() {
+        let p = partner_server().await;
+        let (h, _, key) = stack_and_partner(&p.base).await;
+        for (url, reason) in [
+            ("https://127.0.0.1/feed.csv", "address_not_allowed"),
+            ("https://[::1]/feed.csv", "address_not_allowed"),
+            ("https://10.0.0.1/feed.csv", "address_not_allowed"),
+            ("https://172.16.0.1/feed.csv", "address_not_allowed"),
+            ("https://192.168.1.1/feed.csv", "address_not_allowed"),
+            (
+                "https://169.254.169.254/latest/meta-data/",
+                "address_not_allowed",
+            ),
+            ("https://0.0.0.0/feed.csv", "address_not_allowed"),
+            ("https://2130706433/feed.csv", "address_not_allowed"),
+            ("https://0177.0.0.1/feed.csv", "address_not_allowed"),
+            ("https://0x7f.1/feed.csv", "address_not_allowed"),
+            ("https://[::ffff:127.0.0.1]/feed.csv", "address_not_allowed"),
+            ("https://[fd00:ec2::254]/feed.csv", "address_not_allowed"),
+            ("https://100.64.0.1/feed.csv", "address_not_allowed"),
+            ("ftp://feeds.example.com/feed.csv", "scheme_not_allowed"),
+            ("file:///etc/passwd", "scheme_not_allowed"),
+            (
+                "https://feeds.example.com:8443/feed.csv",
+                "port_not_allowed",
+            ),
+            (
+                "https://user:pw@feeds.example.com/feed.csv",
+                "credentials_in_url",
+            ),
+        ] {
+            let a = h
+                .keyed(
+                    Method::PUT,
+                    "/partner/fetch-profile",
+                    &key,
+                    Some(json!({"url": url, "schedule": {"every_hours": 6}, "format": "csv"})),
+                )
+                .await;
+            assert_eq!(a.status, 422, "{url}: {}", a.body);
+            assert_eq!(error_code(&a), "rule_violation");
+            assert_eq!(a.body["details"]["rule"], "url_not_allowed", "{url}");
+            assert_eq!(a.body["details"]["reason_code"], reason, "{url}");
+        }
+        // what does not check is the caller's 400, naming the field
+        for (body, field) in [
+            (
+                json!({"url": "https://feeds.example.com/f.csv", "schedule": {"every_hours": 0}, "format": "csv"}),
+                "schedule.every_hours",
+            ),
+            (
+                json!({"url": "https://feeds.example.com/f.csv", "schedule": {"daily_at": "25:00"}, "format": "csv"}),
+                "schedule.daily_at",
+            ),
+            (
+                json!({"url": "https://feeds.example.com/f.csv", "schedule": {"every_hours": 1, "daily_at": "06:00"}, "format": "csv"}),
+                "schedule",
+            ),
+            (
+                json!({"url": "https://feeds.example.com/f.csv", "schedule": {"every_hours": 1}, "format": "pdf"}),
+                "format",
+            ),
+            (
+                json!({"url": "not a url", "schedule": {"every_hours": 1}, "format": "csv"}),
+                "url",
+            ),
+            (
+                json!({"url": "https://feeds.example.com/f.csv", "schedule": {"every_hours": 1}, "format": "csv", "auth": {"type": "basic", "secret": "pw"}}),
+                "auth.username",
+            ),
+            (
+                json!({"url": "https://feeds.example.com/f.csv", "schedule": {"every_hours": 1}, "format": "csv", "auth": {"type": "header", "header_name": "Host", "secret": "x"}}),
+                "auth.header_name",
+            ),
+            (
+                json!({"url": "https://feeds.example.com/f.csv", "schedule": {"every_hours": 1}, "format": "csv", "auth": {"type": "bearer", "secret": "line\r\nX-Evil: 1"}}),
+                "auth.secret",
+            ),
+            (
+                json!({"url": "https://feeds.example.com/f.csv", "schedule": {"every_hours": 1}, "format": "csv", "auth": {"type": "bearer"}}),
+                "auth.secret",
+            ),
+            (
+                json!({"url": "https://feeds.example.com/f.csv", "schedule": {"every_hours": 1}, "format": "csv", "auth": {"type": "none", "secret": "x"}}),
+                "auth.secret",
+            ),
+        ] {
+            let a = h
+                .keyed(
+                    Method::PUT,
+                    "/partner/fetch-profile",
+                    &key,
+                    Some(body.clone()),
+                )
+                .await;
+            assert_eq!(a.status, 400, "{body}: {}", a.body);
+            assert_eq!(a.body["details"]["field"], field, "{body}: {}", a.body);
+        }
+        let a = h
+            .keyed(Method::GET, "/partner/fetch-profile", &key, None)
+            .await;
+        assert_eq!(a.status, 404, "{}", a.body);
+        assert_eq!(h.run_fetcher().await.due, 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_partner_sets_its_profile_the_fetch_is_ingested_and_the_secret_goes_nowhere_else() {
+        let captured = super::runs::capture();
+        let p = partner_server().await;
+        let (h, partner, key) = stack_and_partner(&p.base).await;
+        let secret = "sk-live-7c1e-0d5a-feedtoken";
+        p.server.put(
+            "goods.csv",
+            Feed {
+                auth: Some(Expect {
+                    header: "x-feed-token".into(),
+                    value: secret.into(),
+                }),
+                ..Feed::csv(CSV)
+            },
+        );
+        let url = format!("{}/feeds/goods.csv", p.base);
+        let profile = json!({
+            "url": url,
+            "schedule": {"every_hours": 6},
+            "format": "csv",
+            "validation": "strict",
+            "auth": {"type": "header", "header_name": "X-Feed-Token", "secret": secret},
+        });
+        let saved = h
+            .keyed(
+                Method::PUT,
+                "/partner/fetch-profile",
+                &key,
+                Some(profile.clone()),
+            )
+            .await;
+        assert_eq!(saved.status, 200, "{}", saved.body);
+        let b = &saved.body;
+        assert_eq!(
+            (b["secret_set"].as_bool(), b["status"].as_str()),
+            (Some(true), Some("active"))
+        );
+        assert_eq!(
+            b["auth"],
+            json!({"type": "header", "header_name": "X-Feed-Token"})
+        );
+        assert!(
+            b["secret_changed_at"].is_string() && b["next_fetch_at"].is_string(),
+            "{b}"
+        );
+        let changed_at = b["secret_changed_at"].clone();
+        let shown = h
+            .keyed(Method::GET, "/partner/fetch-profile", &key, None)
+            .await;
+        assert_eq!(shown.status, 200);
+        assert_eq!(shown.body["url"], url);
+        assert!(!shown.body.to_string().contains(secret));
+        // in Secrets Manager, under the partner's name; nowhere in DynamoDB
+        let stored = h.secret_store().get(&partner).await.unwrap().unwrap();
+        assert_eq!(shared::config::ExposeSecret::expose_secret(&stored), secret);
+        for table in ["PartnersTable", "AuditTable", "RequestsTable"] {
+            let items = h
+                .dynamo()
+                .scan()
+                .table_name(h.stack.stack.table(table))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                !format!("{:?}", items.items()).contains(secret),
+                "{table} holds the secret"
+            );
+        }
+
+        // the scheduled function fetches it; the ingest imports it, naming the fetch
+        let s = h.run_fetcher().await;
+        assert_eq!((s.due, s.fetched), (1, 1), "{s:?}");
+        h.ingest_queued(&[]).await;
+        let fetches = h
+            .call(
+                Method::GET,
+                &format!("/admin/partners/{partner}/fetches"),
+                Some(&h.admin()),
+                None,
+            )
+            .await;
+        assert_eq!(fetches.status, 200, "{}", fetches.body);
+        let last = &fetches.body["items"][0];
+        assert_eq!(
+            (last["status"].as_str(), last["http_status"].as_u64()),
+            (Some("fetched"), Some(200))
+        );
+        let feed_id = last["feed_id"].as_str().unwrap().to_owned();
+        let feed = h
+            .keyed(
+                Method::GET,
+                &format!("/partner/feeds/{feed_id}"),
+                &key,
+                None,
+            )
+            .await;
+        assert_eq!(feed.status, 200, "{}", feed.body);
+        assert_eq!(feed.body["status"], "completed", "{}", feed.body);
+        let shown = h
+            .keyed(Method::GET, "/partner/fetch-profile", &key, None)
+            .await;
+        assert_eq!(shown.body["last_fetch"]["fetch_id"], last["fetch_id"]);
+
+        // saved again without a secret: the secret stands; with one: rotated,
+        // and the next fetch (due at once after a save) sends the new one
+        let mut again = profile.clone();
+        again["auth"]["secret"] = Value::Null;
+        let kept = h
+            .keyed(Method::PUT, "/partner/fetch-profile", &key, Some(again))
+            .await;
+        assert_eq!(kept.status, 200, "{}", kept.body);
+        assert_eq!(kept.body["secret_changed_at"], changed_at);
+        let rotated_secret = "sk-live-rotated-91b2";
+        p.server.put(
+            "goods.csv",
+            Feed {
+                auth: Some(Expect {
+                    header: "x-feed-token".into(),
+                    value: rotated_secret.into(),
+                }),
+                ..Feed::csv(format!("{CSV}MUG-2,Red mug,9.50,EUR,1,kitchen\n"))
+            },
+        );
+        let mut rotated = profile.clone();
+        rotated["auth"]["secret"] = json!(rotated_secret);
+        let r = h
+            .keyed(Method::PUT, "/partner/fetch-profile", &key, Some(rotated))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_ne!(r.body["secret_changed_at"], changed_at);
+        let s = h.run_fetcher().await;
+        assert_eq!(s.fetched, 1, "{s:?}");
+
+        // deleted: 204, the secret gone, and no fetch after it
+        let hits = p.server.hits("goods.csv");
+        let gone = h
+            .keyed(Method::DELETE, "/partner/fetch-profile", &key, None)
+            .await;
+        assert_eq!(gone.status, 204);
+        let again = h
+            .keyed(Method::DELETE, "/partner/fetch-profile", &key, None)
+            .await;
+        assert_eq!(again.status, 204, "deleting twice is not an error");
+        assert!(h.secret_store().get(&partner).await.unwrap().is_none());
+        assert_eq!(
+            h.keyed(Method::GET, "/partner/fetch-profile", &key, None)
+                .await
+                .status,
+            404
+        );
+        h.clock.advance(Duration::days(2));
+        assert_eq!(h.run_fetcher().await.due, 0);
+        assert_eq!(p.server.hits("goods.csv"), hits);
+
+        // no answer, audit record or log line held either secret
+        let audit = h
+            .call(
+                Method::GET,
+                "/admin/audit?limit=100",
+                Some(&h.admin()),
+                None,
+            )
+            .await;
+        let trail = audit.body.to_string();
+        assert!(
+            trail.contains("/partner/fetch-profile"),
+            "the saves are audited"
+        );
+        let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+        for text in [&trail, &logs] {
+            assert!(!text.contains(secret) && !text.contains(rotated_secret));
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn failures_pause_the_profile_the_partner_sees_why_and_a_save_resumes_it() {
+        let p = partner_server().await;
+        let (h, partner, key) = stack_and_partner(&p.base).await;
+        p.server.put(
+            "down.csv",
+            Feed {
+                mode: Mode::Fail,
+                ..Feed::csv(CSV)
+            },
+        );
+        // an admin sets the profile this time
+        let admin = h.admin();
+        let body = json!({
+            "url": format!("{}/feeds/down.csv", p.base),
+            "schedule": {"daily_at": "03:00"},
+            "format": "csv",
+        });
+        let unknown = h
+            .call(
+                Method::PUT,
+                "/admin/partners/nobody/fetch-profile",
+                Some(&admin),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(unknown.status, 404, "{}", unknown.body);
+        let saved = h
+            .call(
+                Method::PUT,
+                &format!("/admin/partners/{partner}/fetch-profile"),
+                Some(&admin),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(saved.status, 200, "{}", saved.body);
+        assert_eq!(saved.body["secret_set"], false);
+        // a daily profile is first due at its time: move there
+        let due =
+            chrono::DateTime::parse_from_rfc3339(saved.body["next_fetch_at"].as_str().unwrap())
+                .unwrap()
+                .with_timezone(&chrono::Utc);
+        h.clock.advance(due - h.now() + Duration::seconds(1));
+        let mut failed = 0;
+        for _ in 0..shared::domain::fetch_profile::PAUSE_AFTER_FAILURES {
+            let s = h.run_fetcher().await;
+            failed += s.failed;
+            // the back-off: 5, 10, 20, ... minutes; a day covers them all
+            h.clock.advance(Duration::hours(3));
+        }
+        assert_eq!(
+            failed as u32,
+            shared::domain::fetch_profile::PAUSE_AFTER_FAILURES
+        );
+        let shown = h
+            .keyed(Method::GET, "/partner/fetch-profile", &key, None)
+            .await;
+        assert_eq!(shown.body["status"], "paused", "{}", shown.body);
+        assert!(shown.body["next_fetch_at"].is_null());
+        let reason = shown.body["paused_reason"].as_str().unwrap();
+        assert!(reason.contains("500"), "{reason}");
+        assert_eq!(shown.body["last_fetch"]["status"], "failed");
+        // paused: no fetch however long
+        let hits = p.server.hits("down.csv");
+        h.clock.advance(Duration::days(3));
+        assert_eq!(h.run_fetcher().await.due, 0);
+        assert_eq!(p.server.hits("down.csv"), hits);
+        // the partner fixes its server and saves: active, due at its time
+        p.server.put("down.csv", Feed::csv(CSV));
+        let resumed = h
+            .keyed(Method::PUT, "/partner/fetch-profile", &key, Some(body))
+            .await;
+        assert_eq!(
+            (
+                resumed.body["status"].as_str(),
+                resumed.body["failures"].as_u64()
+            ),
+            (Some("active"), Some(0))
+        );
+        h.clock.advance(Duration::days(1));
+        assert_eq!(h.run_fetcher().await.fetched, 1);
+        let listed = h
+            .call(
+                Method::GET,
+                &format!("/admin/partners/{partner}/fetches?limit=3"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        let items = listed.body["items"].as_array().unwrap();
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0]["status"], "fetched");
+        assert_eq!(items[1]["status"], "failed");
+        // an admin's delete stops it too
+        let gone = h
+            .call(
+                Method::DELETE,
+                &format!("/admin/partners/{partner}/fetch-profile"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(gone.status, 204);
+        assert_eq!(
+            h.keyed(Method::GET, "/partner/fetch-profile", &key, None)
+                .await
+                .status,
+            404
+        );
+    }
+
+    /// The feed server's own control route, as the README uses it.
+    #[tokio::test]
+    async fn the_sandbox_feed_server_is_changed_from_the_command_line() {
+        let p = partner_server().await;
+        let http = reqwest::Client::new();
+        let url = format!("{}/feeds/cli.csv", p.base);
+        let put = |mode: &str, body: &str| {
+            http.put(format!("{url}?mode={mode}"))
+                .header("content-type", "text/csv")
+                .body(body.to_owned())
+                .send()
+        };
+        assert_eq!(put("serve", CSV).await.unwrap().status(), 200);
+        let got = http.get(&url).send().await.unwrap();
+        let etag = got.headers()["etag"].to_str().unwrap().to_owned();
+        assert_eq!(got.text().await.unwrap(), CSV);
+        assert_eq!(put("fail", CSV).await.unwrap().status(), 200);
+        assert_eq!(http.get(&url).send().await.unwrap().status(), 500);
+        assert_eq!(put("sideways", CSV).await.unwrap().status(), 400);
+        let changed = format!("{CSV}MUG-2,Red mug,9.50,EUR,1,kitchen\n");
+        put("serve", &changed).await.unwrap();
+        let got = http
+            .get(&url)
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 200, "a changed feed is not a 304");
     }
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 use shared::ApiError;
 use shared::aws::SdkConfig;
 use shared::clock::SharedClock;
-use shared::config::{ConfigError, HttpConfig, Source};
+use shared::config::{ConfigError, FetchSettings, HttpConfig, Source};
 use shared::domain::api_key::ApiKey;
 use shared::domain::flash_sale::NewFlashSale;
 use shared::domain::partner::NewPartner;
@@ -19,6 +19,8 @@ use shared::domain::text::printable;
 use shared::domain::throttle::Throttle;
 use shared::domain::ts;
 use shared::feeds::import::ImportView;
+use shared::fetch::profiles::{ProfileInput, ProfileService};
+use shared::fetch::secrets::SecretStore;
 use shared::http::{
     MAX_JSON_BODY, RequestInfo, check_origin, json_body, limit_param, path_param, query_param,
 };
@@ -26,6 +28,7 @@ use shared::memory::Memory;
 use shared::response::{json, with_location};
 use shared::store::audit::{AuditEvent, AuditStore};
 use shared::store::catalog::CatalogStore;
+use shared::store::fetch_profiles::FetchProfileStore;
 use shared::store::flash_sales::{FlashSaleStore, SaleView};
 use shared::store::imports::ImportStore;
 use shared::store::partners::{ApiKeyRecord, Partner, PartnerStore};
@@ -42,6 +45,7 @@ pub struct Deps {
     imports: ImportStore,
     partners: PartnerStore,
     requests: RequestStore,
+    fetch_profiles: ProfileService,
     /// Actors whose denied requests this container summarised, until the
     /// window ends: their next refusals cost no DynamoDB call.
     summarised: Memory<()>,
@@ -49,7 +53,7 @@ pub struct Deps {
 }
 
 impl Deps {
-    pub fn new(config: HttpConfig, sdk: &SdkConfig) -> Self {
+    pub fn new(config: HttpConfig, fetch: FetchSettings, sdk: &SdkConfig) -> Self {
         let dynamo = shared::aws::dynamodb(sdk);
         let catalog = CatalogStore::new(dynamo.clone(), &config.tables.catalog);
         Self {
@@ -57,6 +61,11 @@ impl Deps {
             audit: AuditStore::new(dynamo.clone(), &config.tables.audit),
             imports: ImportStore::new(dynamo.clone(), &config.tables.partners),
             partners: PartnerStore::new(dynamo.clone(), &config.tables.partners),
+            fetch_profiles: ProfileService {
+                profiles: FetchProfileStore::new(dynamo.clone(), &config.tables.partners),
+                secrets: SecretStore::new(shared::aws::secrets_manager(sdk), fetch.secrets_prefix),
+                allow: fetch.allow,
+            },
             requests: RequestStore::new(dynamo, &config.tables.requests),
             summarised: Memory::new(10_000),
             catalog,
@@ -66,7 +75,11 @@ impl Deps {
     }
 
     pub fn from_source(src: &dyn Source, sdk: &SdkConfig) -> Result<Self, ConfigError> {
-        Ok(Self::new(HttpConfig::from_source(src)?, sdk))
+        Ok(Self::new(
+            HttpConfig::from_source(src)?,
+            FetchSettings::from_source(src)?,
+            sdk,
+        ))
     }
 
     /// The same function on another clock (tests move time instead of sleeping).
@@ -232,9 +245,49 @@ async fn route(
             let (partner_id, key_id) = (id_param(req, "partner_id")?, id_param(req, "key_id")?);
             target.clone_from(&format!("{partner_id}/{key_id}"));
             deps.partners.revoke_key(&partner_id, &key_id, now).await?;
-            let mut gone = Response::new(Body::Empty);
-            *gone.status_mut() = StatusCode::NO_CONTENT;
-            Ok(gone)
+            Ok(shared::response::no_content())
+        }
+        "PUT /admin/partners/{partner_id}/fetch-profile" => {
+            let partner_id = id_param(req, "partner_id")?;
+            target.clone_from(&partner_id);
+            let input: ProfileInput = json_body(req, MAX_JSON_BODY)?;
+            let partner = deps
+                .partners
+                .get(&partner_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("Partner", "partner_id", &partner_id))?;
+            // 200 whether new or replaced, as the partner's own PUT answers
+            let (view, _) = deps.fetch_profiles.save(&partner, input, now).await?;
+            Ok(json(StatusCode::OK, &view))
+        }
+        "GET /admin/partners/{partner_id}/fetch-profile" => {
+            let partner_id = id_param(req, "partner_id")?;
+            target.clone_from(&partner_id);
+            match deps.fetch_profiles.view(&partner_id).await? {
+                Some(view) => Ok(json(StatusCode::OK, &view)),
+                None => Err(ApiError::not_found(
+                    "Fetch profile",
+                    "partner_id",
+                    &partner_id,
+                )),
+            }
+        }
+        "DELETE /admin/partners/{partner_id}/fetch-profile" => {
+            let partner_id = id_param(req, "partner_id")?;
+            target.clone_from(&partner_id);
+            deps.fetch_profiles.delete(&partner_id).await?;
+            Ok(shared::response::no_content())
+        }
+        "GET /admin/partners/{partner_id}/fetches" => {
+            let partner_id = id_param(req, "partner_id")?;
+            target.clone_from(&partner_id);
+            let limit = limit_param(req, 20, 100)?;
+            let items = deps
+                .fetch_profiles
+                .profiles
+                .fetches(&partner_id, limit as i32)
+                .await?;
+            Ok(json(StatusCode::OK, &json!({ "items": items })))
         }
         _ => Err(shared::routes::unmatched(&info.method, &info.path).into()),
     }

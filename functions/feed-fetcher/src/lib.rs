@@ -33,7 +33,7 @@ impl Deps {
                 profiles: FetchProfileStore::new(dynamo.clone(), &config.tables.partners),
                 secrets: SecretStore::new(
                     shared::aws::secrets_manager(sdk),
-                    config.secrets_prefix.clone(),
+                    config.fetch.secrets_prefix.clone(),
                 ),
                 objects: Objects::new(shared::aws::s3(sdk)),
                 audit: AuditStore::new(dynamo, &config.tables.audit),
@@ -42,7 +42,7 @@ impl Deps {
                     max_bytes: config.max_bytes,
                     timeout: config.fetch_timeout,
                     max_redirects: 3,
-                    allow: config.allow.clone(),
+                    allow: config.fetch.allow.clone(),
                 },
                 budget: config.run_budget,
             },

@@ -32,11 +32,14 @@ use shared::feeds::contract;
 use shared::feeds::import::{FeedView, Upload, Validation, first_errors};
 use shared::feeds::scan::{FeedKey, INCOMING, MAX_FEED_ID, Scanned, scan};
 use shared::feeds::{FeedVersion, RowError};
+use shared::fetch::profiles::{ProfileInput, ProfileService};
+use shared::fetch::secrets::SecretStore;
 use shared::http::{MAX_JSON_BODY, RequestInfo, json_body, path_param, query_param};
 use shared::memory::Memory;
 use shared::objects::Objects;
 use shared::response::{json, with_location};
 use shared::store::audit::{AuditEvent, AuditStore};
+use shared::store::fetch_profiles::FetchProfileStore;
 use shared::store::imports::ImportStore;
 use shared::store::partners::{Partner, PartnerStore};
 use shared::store::requests::{Counted, RequestStore};
@@ -64,6 +67,7 @@ pub struct Deps {
     requests: RequestStore,
     audit: AuditStore,
     objects: Objects,
+    fetch_profiles: ProfileService,
     /// Addresses blocked for failed key attempts, until their window ends.
     blocked: Memory<()>,
     /// Keys that used their requests of the minute, until it ends.
@@ -78,6 +82,14 @@ impl Deps {
             partners: PartnerStore::new(dynamo.clone(), &config.tables.partners),
             imports: ImportStore::new(dynamo.clone(), &config.tables.partners),
             requests: RequestStore::new(dynamo.clone(), &config.tables.requests),
+            fetch_profiles: ProfileService {
+                profiles: FetchProfileStore::new(dynamo.clone(), &config.tables.partners),
+                secrets: SecretStore::new(
+                    shared::aws::secrets_manager(sdk),
+                    config.fetch.secrets_prefix.clone(),
+                ),
+                allow: config.fetch.allow.clone(),
+            },
             audit: AuditStore::new(dynamo, &config.tables.audit),
             objects: Objects::new(shared::aws::s3(sdk)),
             blocked: Memory::new(10_000),
@@ -309,6 +321,41 @@ async fn route(
             let feed_id = feed_id_param(req)?;
             trail.target.clone_from(&feed_id);
             feed(deps, caller, &feed_id).await
+        }
+        "PUT /partner/fetch-profile" => {
+            trail.target = "fetch-profile".into();
+            let input: ProfileInput = json_body(req, MAX_JSON_BODY)?;
+            let p = partner(deps, caller).await?;
+            let (view, _) = deps.fetch_profiles.save(&p, input, now).await?;
+            // the audit trail says what changed, never the secret
+            trail.outcome = Some(format!(
+                "saved ({} auth, secret {})",
+                view.auth.kind,
+                if view.secret_changed_at == Some(now) {
+                    "changed"
+                } else if view.secret_set {
+                    "kept"
+                } else {
+                    "none"
+                }
+            ));
+            Ok(json(StatusCode::OK, &view))
+        }
+        "GET /partner/fetch-profile" => {
+            trail.target = "fetch-profile".into();
+            match deps.fetch_profiles.view(&caller.partner_id).await? {
+                Some(view) => Ok(json(StatusCode::OK, &view)),
+                None => Err(ApiError::not_found(
+                    "Fetch profile",
+                    "partner_id",
+                    &caller.partner_id,
+                )),
+            }
+        }
+        "DELETE /partner/fetch-profile" => {
+            trail.target = "fetch-profile".into();
+            deps.fetch_profiles.delete(&caller.partner_id).await?;
+            Ok(shared::response::no_content())
         }
         _ => Err(shared::routes::unmatched(&info.method, &info.path).into()),
     }

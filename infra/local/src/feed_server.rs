@@ -5,9 +5,16 @@
 //! asks for the credentials set for the feed (401 without them), and can
 //! fail (500), hang, or redirect, as a partner's server does on a bad day.
 //! Every request is counted, so a test can tell one fetch from two.
+//!
+//! `PUT /feeds/{name}?mode=serve|stream|fail|hang|redirect&location=<url>`
+//! changes a feed from the command line (the README's walk-through): the
+//! body becomes the feed's content (with its Content-Type), the mode how it
+//! is answered; the credentials it asks for stay as they were. Local only,
+//! like everything in this crate.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -93,7 +100,7 @@ impl FeedServer {
 
 pub fn router(server: Arc<FeedServer>) -> Router {
     Router::new()
-        .route("/feeds/{name}", get(serve_feed))
+        .route("/feeds/{name}", get(serve_feed).put(change_feed))
         .with_state(server)
 }
 
@@ -113,6 +120,56 @@ pub async fn start(port: u16) -> Result<(Arc<FeedServer>, String), crate::Error>
     let server = FeedServer::new();
     tokio::spawn(serve(server.clone(), listener));
     Ok((server, url))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Change {
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    location: Option<String>,
+}
+
+async fn change_feed(
+    State(server): State<Arc<FeedServer>>,
+    Path(name): Path<String>,
+    Query(change): Query<Change>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mode = match (change.mode.as_deref().unwrap_or("serve"), change.location) {
+        ("serve", _) => Mode::Serve,
+        ("stream", _) => Mode::Stream,
+        ("fail", _) => Mode::Fail,
+        ("hang", _) => Mode::Hang,
+        ("redirect", Some(to)) => Mode::Redirect(to),
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "mode is serve, stream, fail, hang or redirect (with location=<url>)\n",
+            )
+                .into_response();
+        }
+    };
+    let previous = server.feeds.lock().ok().and_then(|f| f.get(&name).cloned());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("text/csv")
+        .to_owned();
+    let feed = Feed {
+        content_type,
+        mode,
+        auth: previous.and_then(|p| p.auth),
+        // a new content is a new version: a conditional fetch gets it
+        last_modified: chrono::Utc::now()
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string(),
+        ..Feed::csv(body.to_vec())
+    };
+    let etag = feed.etag();
+    server.put(&name, feed);
+    (StatusCode::OK, [(header::ETAG, etag)]).into_response()
 }
 
 async fn serve_feed(

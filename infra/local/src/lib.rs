@@ -167,9 +167,13 @@ impl LocalStack {
         Ok(out)
     }
 
-    /// The template's schedules, each firing its function every period until
-    /// the task is dropped (`make run`; tests invoke the functions directly).
-    pub fn schedules(&self) -> Result<Vec<tokio::task::JoinHandle<()>>, Error> {
+    /// The template's schedules, each firing its function every period (or
+    /// every `every`, when given) until the task is dropped (`make run`;
+    /// tests invoke the functions directly).
+    pub fn schedules(
+        &self,
+        every: Option<std::time::Duration>,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, Error> {
         let mut out = Vec::new();
         for schedule in self.template.schedules()? {
             let f = self
@@ -180,7 +184,7 @@ impl LocalStack {
                 .clone();
             let name = schedule.function.clone();
             out.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(schedule.every);
+                let mut tick = tokio::time::interval(every.unwrap_or(schedule.every));
                 tick.tick().await; // the first tick is now: wait a period first, as EventBridge does
                 loop {
                     tick.tick().await;
@@ -222,6 +226,12 @@ impl LocalStack {
     /// loudly (never skips) when no emulator endpoint is configured: run tests
     /// via `make test`.
     pub async fn for_test(clock: SharedClock) -> Self {
+        Self::for_test_with(clock, &[]).await
+    }
+
+    /// The same, with template parameters set as `make run` sets some (the
+    /// sandbox feed server's allowance).
+    pub async fn for_test_with(clock: SharedClock, parameters_given: &[(&str, String)]) -> Self {
         let sdk = match sdk_config(false).await {
             Ok(s) => s,
             Err(e) => {
@@ -233,7 +243,8 @@ impl LocalStack {
             Ok(s) => s,
             Err(e) => panic!("starting the sandbox provider failed: {e}"),
         };
-        let parameters = [("PaymentProviderUrl", url)];
+        let mut parameters = vec![("PaymentProviderUrl", url)];
+        parameters.extend(parameters_given.iter().cloned());
         match Self::deploy_with_clock(
             sdk,
             &prefix,

@@ -53,6 +53,13 @@ enum Cmd {
         /// Port of the sandbox payment provider.
         #[arg(long, env = "SANDBOX_PORT", default_value_t = flashcart_local::sandbox::DEFAULT_PORT)]
         sandbox_port: u16,
+        /// Port of the sandbox feed server (a partner's web server).
+        #[arg(long, env = "FEED_SERVER_PORT", default_value_t = 3002)]
+        feed_server_port: u16,
+        /// Fire every scheduled function this often instead of the
+        /// template's rate (the fetcher's 5 minutes is long to wait for).
+        #[arg(long, env = "FLASHCART_SCHEDULE_SECONDS")]
+        schedule_seconds: Option<u64>,
     },
     /// Print a token for the local authorizer.
     Token {
@@ -91,6 +98,8 @@ async fn main() -> Result<(), flashcart_local::Error> {
             prefix,
             no_seed,
             sandbox_port,
+            feed_server_port,
+            schedule_seconds,
         } => {
             shared::logging::init();
             let mut emulators = Vec::new();
@@ -103,7 +112,13 @@ async fn main() -> Result<(), flashcart_local::Error> {
                     emulators.push(start_emulator(&python, port).await?);
                 }
             }
-            let result = run(port, sandbox_port, &prefix, no_seed).await;
+            let ports = Ports {
+                api: port,
+                sandbox: sandbox_port,
+                feed_server: feed_server_port,
+            };
+            let every = schedule_seconds.map(Duration::from_secs);
+            let result = run(ports, every, &prefix, no_seed).await;
             for child in &mut emulators {
                 let _ = child.kill().await;
             }
@@ -144,18 +159,34 @@ async fn start_emulator(python: &str, port: u16) -> Result<Child, flashcart_loca
     Err(format!("the emulator did not listen on port {port} within 30 s").into())
 }
 
+struct Ports {
+    api: u16,
+    sandbox: u16,
+    feed_server: u16,
+}
+
 async fn run(
-    port: u16,
-    sandbox_port: u16,
+    ports: Ports,
+    schedule_every: Option<Duration>,
     prefix: &str,
     no_seed: bool,
 ) -> Result<(), flashcart_local::Error> {
+    let port = ports.api;
     let sdk = flashcart_local::sdk_config(false).await?;
     // the sandbox posts its webhooks to our own gateway
     let callback = format!("http://127.0.0.1:{port}/payments/callback");
     let (sandbox, sandbox_url) =
-        flashcart_local::start_sandbox(sandbox_port, Some(callback)).await?;
-    let mut parameters = vec![("PaymentProviderUrl".to_owned(), sandbox_url.clone())];
+        flashcart_local::start_sandbox(ports.sandbox, Some(callback)).await?;
+    // a partner's own web server; the fetcher may reach it (http, its
+    // loopback address and port) here and nowhere else (ADR 0025)
+    let (feed_server, feed_server_url) =
+        flashcart_local::feed_server::start(ports.feed_server).await?;
+    let feed_server_addr = feed_server_url.trim_start_matches("http://").to_owned();
+    let mut parameters = vec![
+        ("PaymentProviderUrl".to_owned(), sandbox_url.clone()),
+        ("FetchAllowHttp".to_owned(), "1".to_owned()),
+        ("FetchAllowedAddresses".to_owned(), feed_server_addr),
+    ];
     parameters.extend(parameter_overrides()?);
     let parameters: Vec<(&str, String)> = parameters
         .iter()
@@ -168,19 +199,33 @@ async fn run(
         .pollers()?
         .into_iter()
         .map(|p| tokio::spawn(p.run()))
-        .chain(stack.schedules()?)
+        .chain(stack.schedules(schedule_every)?)
         .collect();
     let seeded = if no_seed {
         None
     } else {
-        Some(seed::seed(&stack.stack, &stack.sdk).await?)
+        let fetch = shared::config::FetchSettings::from_source(
+            &stack.template_env("FeedFetcherFunction")?,
+        )?;
+        let sandbox = seed::FeedSandbox {
+            server: &feed_server,
+            base_url: &feed_server_url,
+            fetch,
+        };
+        Some(seed::seed(&stack.stack, &stack.sdk, Some(&sandbox)).await?)
     };
 
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr} ({e}); set API_PORT to another port"))?;
-    banner(port, &sandbox_url, &stack, seeded.as_ref());
+    banner(
+        port,
+        &sandbox_url,
+        &feed_server_url,
+        &stack,
+        seeded.as_ref(),
+    );
     axum::serve(
         listener,
         stack
@@ -215,7 +260,13 @@ fn parameter_overrides() -> Result<Vec<(String, String)>, flashcart_local::Error
         .collect()
 }
 
-fn banner(port: u16, sandbox_url: &str, stack: &LocalStack, seeded: Option<&seed::Seeded>) {
+fn banner(
+    port: u16,
+    sandbox_url: &str,
+    feed_server_url: &str,
+    stack: &LocalStack,
+    seeded: Option<&seed::Seeded>,
+) {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
     let dynamodb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_else(|_| endpoint.clone());
     let tables: Vec<&str> = stack.stack.tables.values().map(String::as_str).collect();
@@ -227,7 +278,7 @@ fn banner(port: u16, sandbox_url: &str, stack: &LocalStack, seeded: Option<&seed
         .collect();
     let buckets: Vec<&str> = stack.stack.buckets.values().map(String::as_str).collect();
     let mut text = format!(
-        "\nFlashcart local stack is up\n  API        http://127.0.0.1:{port}  (GET /health)\n  payments   {sandbox_url}  (sandbox provider; GET /charges is its ledger)\n  DynamoDB   {dynamodb}\n  SQS, S3    {endpoint}\n  tables     {}\n  queues     {}\n  buckets    {}\n",
+        "\nFlashcart local stack is up\n  API        http://127.0.0.1:{port}  (GET /health)\n  payments   {sandbox_url}  (sandbox provider; GET /charges is its ledger)\n  feeds      {feed_server_url}  (sandbox feed server: a partner's web server)\n  DynamoDB   {dynamodb}\n  SQS, S3    {endpoint}\n  tables     {}\n  queues     {}\n  buckets    {}\n",
         tables.join(", "),
         queues.join(", "),
         buckets.join(", "),
@@ -240,6 +291,11 @@ fn banner(port: u16, sandbox_url: &str, stack: &LocalStack, seeded: Option<&seed
         for (id, key) in &s.partners {
             text.push_str(&format!("  partner    '{id}' (API key {key})\n"));
         }
+        text.push_str(&format!(
+            "  fetch      '{}' every hour from {feed_server_url}/feeds/{}.csv (the fetcher runs every 5 min, or FLASHCART_SCHEDULE_SECONDS)\n",
+            seed::FETCHED_PARTNER,
+            seed::FETCHED_PARTNER,
+        ));
     }
     text.push_str(&format!(
         "\nTry:\n  curl -s 'http://127.0.0.1:{port}/products?limit=3'\n  curl -s http://127.0.0.1:{port}/flash-sales/{}\n  TOKEN=$(make -s token USER=alice GROUPS=admin)\n  curl -s -H \"Authorization: Bearer $TOKEN\" 'http://127.0.0.1:{port}/admin/audit?limit=5'\n  curl -s http://127.0.0.1:{port}/partner/help   (a partner's quickstart; key {})\n\nCtrl-C stops everything.\n",

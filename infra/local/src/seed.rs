@@ -1,4 +1,6 @@
-//! Demo data for `make run`: a catalog, one active flash sale, two partners.
+//! Demo data for `make run`: a catalog, one active flash sale, two partners,
+//! one of them publishing its feed on the sandbox feed server with a fetch
+//! profile pointing at it.
 //! Written through the same stores the functions use, so it obeys the same
 //! rules; running it twice changes nothing.
 
@@ -14,6 +16,13 @@ use shared::store::flash_sales::{CreateSaleError, FlashSaleStore};
 use shared::store::partners::{ApiKeyRecord, CreatePartnerError, Partner, PartnerStore};
 
 use crate::bootstrap::Stack;
+use crate::feed_server::{Expect, Feed, FeedServer};
+use shared::config::FetchSettings;
+use shared::feeds::FeedVersion;
+use shared::feeds::contract;
+use shared::fetch::profiles::{ProfileInput, ProfileService};
+use shared::fetch::secrets::SecretStore;
+use shared::store::fetch_profiles::FetchProfileStore;
 
 pub const DEMO_SALE: &str = "demo-flash";
 pub const DEMO_SALE_SKU: &str = "HEADPHONES-X1";
@@ -110,7 +119,87 @@ pub struct Seeded {
     pub partners: Vec<(String, String)>,
 }
 
-pub async fn seed(stack: &Stack, sdk: &SdkConfig) -> Result<Seeded, SeedError> {
+/// The partner whose feed is fetched, the header its server asks for, and
+/// that header's value (local only; it lives in the emulator's Secrets
+/// Manager, as a real one would in AWS's).
+pub const FETCHED_PARTNER: &str = "acme-outdoor";
+pub const FETCH_HEADER: &str = "X-Feed-Token";
+pub const FETCH_TOKEN: &str = "local-only-feed-token";
+
+/// Where the sandbox feed server is, and what a fetch may reach locally.
+pub struct FeedSandbox<'a> {
+    pub server: &'a FeedServer,
+    pub base_url: &'a str,
+    pub fetch: FetchSettings,
+}
+
+/// `acme-outdoor` publishes a valid version 2 feed at
+/// `<sandbox>/feeds/acme-outdoor.csv`, behind a token header, and its fetch
+/// profile (every hour, due at once) points there; saved through the same
+/// service the partner API uses, so the token goes to Secrets Manager. A
+/// profile already there is left as it is.
+async fn seed_fetch(
+    stack: &Stack,
+    sdk: &SdkConfig,
+    sandbox: &FeedSandbox<'_>,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), SeedError> {
+    let failed = |e: String| SeedError::Partner(format!("{FETCHED_PARTNER}'s fetch profile: {e}"));
+    let (_, body) = contract::example(FeedVersion::V2, "csv")
+        .ok_or_else(|| failed("no example feed".into()))?;
+    let name = format!("{FETCHED_PARTNER}.csv");
+    sandbox.server.put(
+        &name,
+        Feed {
+            auth: Some(Expect {
+                header: FETCH_HEADER.into(),
+                value: FETCH_TOKEN.into(),
+            }),
+            ..Feed::csv(body)
+        },
+    );
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    let service = ProfileService {
+        profiles: FetchProfileStore::new(dynamo.clone(), stack.table("PartnersTable")),
+        secrets: SecretStore::new(
+            shared::aws::secrets_manager(sdk),
+            sandbox.fetch.secrets_prefix.clone(),
+        ),
+        allow: sandbox.fetch.allow.clone(),
+    };
+    if service
+        .profiles
+        .get(FETCHED_PARTNER)
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let partner = PartnerStore::new(dynamo, stack.table("PartnersTable"))
+        .get(FETCHED_PARTNER)
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .ok_or_else(|| failed("the partner is not there".into()))?;
+    let input: ProfileInput = serde_json::from_value(serde_json::json!({
+        "url": format!("{}/feeds/{name}", sandbox.base_url),
+        "schedule": {"every_hours": 1},
+        "format": "csv",
+        "auth": {"type": "header", "header_name": FETCH_HEADER, "secret": FETCH_TOKEN},
+    }))
+    .map_err(|e| failed(e.to_string()))?;
+    service
+        .save(&partner, input, now)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(())
+}
+
+pub async fn seed(
+    stack: &Stack,
+    sdk: &SdkConfig,
+    feeds: Option<&FeedSandbox<'_>>,
+) -> Result<Seeded, SeedError> {
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     let catalog = CatalogStore::new(dynamo.clone(), stack.table("CatalogTable"));
     let now = Utc::now();
@@ -189,6 +278,10 @@ pub async fn seed(stack: &Stack, sdk: &SdkConfig) -> Result<Seeded, SeedError> {
             Ok(()) | Err(CreatePartnerError::AlreadyExists(_)) => {}
             Err(e) => return Err(SeedError::Partner(e.to_string())),
         }
+    }
+
+    if let Some(sandbox) = feeds {
+        seed_fetch(stack, sdk, sandbox, now).await?;
     }
 
     Ok(Seeded {

@@ -51,10 +51,15 @@ pub struct Answer {
 
 impl Harness {
     pub async fn new() -> Self {
+        Self::with_parameters(&[]).await
+    }
+
+    /// A stack whose template parameters are set as given.
+    pub async fn with_parameters(parameters: &[(&str, String)]) -> Self {
         // a millisecond per reading keeps events in order (the audit trail
         // sorts by time); windows move by seconds only when a test says so
         let clock = ManualClock::ticking(chrono::Utc::now(), chrono::Duration::milliseconds(1));
-        let stack = LocalStack::for_test(clock.clone()).await;
+        let stack = LocalStack::for_test_with(clock.clone(), parameters).await;
         let router = stack.router();
         Self {
             stack,
