@@ -1057,7 +1057,7 @@ mod api {
             ),
             (
                 json!({"url": "https://feeds.example.com/f.csv", "schedule": {"every_hours": 1}, "format": "csv", "auth": {"type": "none", "secret": "x"}}),
-                "auth.secret",
+                "auth",
             ),
         ] {
             let a = h

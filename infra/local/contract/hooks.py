@@ -79,6 +79,28 @@ EXCUSED = (
         fields=tuple(f"items[{i}].sku" for i in range(20)),
         reason="appears in two lines; put the whole quantity in one line",
     ),
+    Excused(
+        why="Whether a URL can ever be fetched (its scheme, port, credentials, literal address) "
+        "is the SSRF rules' to say (ADR 0025), not a pattern's; the spec says them in words.",
+        operations=("PUT /partner/fetch-profile", "PUT /admin/partners/{partner_id}/fetch-profile"),
+        check="positive_data_acceptance",
+        status=422,
+        error="rule_violation",
+        fields=("url",),
+    ),
+    Excused(
+        why="A fetch profile's rules JSON Schema cannot state: a string that parses as an "
+        "absolute URL (WHATWG parsing), a header name the fetch does not set itself, and a "
+        "secret for an authentication that needs one when none is stored yet (stored state).",
+        operations=("PUT /partner/fetch-profile", "PUT /admin/partners/{partner_id}/fetch-profile"),
+        check="positive_data_acceptance",
+        status=400,
+        error="invalid_request",
+        fields=("url", "auth.header_name", "auth.secret"),
+        reason="must be an absolute URL, such as https://example.com/feed.csv"
+        "|names a header the fetch sets itself; use another"
+        "|is required: auth type (basic|bearer|header) needs one and none is set yet",
+    ),
 )
 
 

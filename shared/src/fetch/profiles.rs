@@ -47,28 +47,38 @@ pub struct ProfileInput {
     pub auth: Option<AuthInput>,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScheduleInput {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub every_hours: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub daily_at: Option<String>,
+/// `{"every_hours": n}` or `{"daily_at": "HH:MM"}`: exactly one key, as
+/// the wire says it (the enum's own shape, so two keys or none do not parse).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ScheduleInput {
+    EveryHours(u32),
+    DailyAt(String),
 }
 
+/// The authentication, by its `type`; each type takes its own fields and
+/// no other.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthInput {
-    /// `none`, `basic`, `bearer` or `header`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default)]
-    pub username: Option<String>,
-    #[serde(default)]
-    pub header_name: Option<String>,
-    /// Write-only. Absent: the secret already set is kept.
-    #[serde(default, deserialize_with = "secret")]
-    pub secret: Option<Secret>,
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthInput {
+    /// A struct variant, so that `deny_unknown_fields` holds for it too (a
+    /// unit variant would take `{"type": "none", "secret": ...}` silently).
+    None {},
+    Basic {
+        username: String,
+        /// Write-only. Absent or null: the secret already set is kept.
+        #[serde(default, deserialize_with = "secret")]
+        secret: Option<Secret>,
+    },
+    Bearer {
+        #[serde(default, deserialize_with = "secret")]
+        secret: Option<Secret>,
+    },
+    Header {
+        header_name: String,
+        #[serde(default, deserialize_with = "secret")]
+        secret: Option<Secret>,
+    },
 }
 
 /// Straight into a [`Secret`]: the text never sits in a plain `String`
@@ -124,9 +134,9 @@ impl ProfileView {
             next_fetch_at: (!paused).then_some(p.next_fetch_at),
             partner_id: p.partner_id,
             url: p.url,
-            schedule: ScheduleInput {
-                every_hours: p.every_hours,
-                daily_at: p.daily_at,
+            schedule: match (p.every_hours, p.daily_at) {
+                (Some(n), _) => ScheduleInput::EveryHours(n),
+                (None, at) => ScheduleInput::DailyAt(at.unwrap_or_default()),
             },
             format: p.format,
             feed_version: p.feed_version,
@@ -168,7 +178,8 @@ impl From<Invalid> for ProfileError {
 struct Checked {
     url: String,
     schedule: Schedule,
-    input_schedule: ScheduleInput,
+    every_hours: Option<u32>,
+    daily_at: Option<String>,
     format: String,
     feed_version: u8,
     validation: Validation,
@@ -178,10 +189,17 @@ struct Checked {
     secret: Option<Secret>,
 }
 
-/// The URL as the fetcher will judge it, before any name is resolved.
+/// The URL as the fetcher will judge it, before any name is resolved:
+/// printable ASCII (a name in punycode, the rest percent-encoded), a URL
+/// that parses, and nothing [`ssrf::check_url`] refuses.
 pub fn check_url(raw: &str, allow: &Allowance) -> Result<reqwest::Url, ProfileError> {
-    if raw.is_empty() || raw.len() > MAX_URL {
-        return Err(Invalid::new("url", format!("must be 1 to {MAX_URL} characters")).into());
+    let ascii = raw.bytes().all(|b| (0x21..0x7f).contains(&b));
+    if raw.is_empty() || raw.len() > MAX_URL || !ascii {
+        return Err(Invalid::new(
+            "url",
+            format!("must be 1 to {MAX_URL} printable ASCII characters without spaces (punycode and percent-encoding for the rest)"),
+        )
+        .into());
     }
     let url = reqwest::Url::parse(raw).map_err(|_| {
         Invalid::new(
@@ -193,16 +211,32 @@ pub fn check_url(raw: &str, allow: &Allowance) -> Result<reqwest::Url, ProfileEr
     Ok(url)
 }
 
+/// A basic authentication's user name: printable ASCII without ':' (which
+/// would end it).
+fn check_username(u: &str) -> Result<(), Invalid> {
+    let ok = !u.is_empty()
+        && u.len() <= MAX_USERNAME
+        && u.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b':');
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            "auth.username",
+            format!("must be 1 to {MAX_USERNAME} printable ASCII characters, no ':'"),
+        ))
+    }
+}
+
 fn check(
     input: ProfileInput,
     partner: &Partner,
     allow: &Allowance,
 ) -> Result<Checked, ProfileError> {
-    let url = check_url(input.url.trim(), allow)?;
-    let schedule = Schedule::new(
-        input.schedule.every_hours,
-        input.schedule.daily_at.as_deref(),
-    )?;
+    let url = check_url(&input.url, allow)?;
+    let schedule = match &input.schedule {
+        ScheduleInput::EveryHours(n) => Schedule::new(Some(*n), None),
+        ScheduleInput::DailyAt(at) => Schedule::new(None, Some(at)),
+    }?;
     let format = FORMATS
         .into_iter()
         .find(|f| *f == input.format)
@@ -211,84 +245,41 @@ fn check(
     if !VERSIONS.contains(&feed_version) {
         return Err(Invalid::new("feed_version", "must be 1 or 2").into());
     }
-    let auth = input.auth.unwrap_or(AuthInput {
-        kind: "none".into(),
-        username: None,
-        header_name: None,
-        secret: None,
-    });
-    let unexpected = |field: &str, what: &str| {
-        Invalid::new(
-            format!("auth.{field}"),
-            format!("is not used by auth type {what}"),
-        )
+    let (kind, username, header_name, secret) = match input.auth.unwrap_or(AuthInput::None {}) {
+        AuthInput::None {} => ("none", None, None, None),
+        AuthInput::Basic { username, secret } => {
+            check_username(&username)?;
+            ("basic", Some(username), None, secret)
+        }
+        AuthInput::Bearer { secret } => ("bearer", None, None, secret),
+        AuthInput::Header {
+            header_name,
+            secret,
+        } => {
+            check_header_name(&header_name)?;
+            ("header", None, Some(header_name), secret)
+        }
     };
-    match auth.kind.as_str() {
-        "none" => {
-            for (field, given) in [
-                ("username", auth.username.is_some()),
-                ("header_name", auth.header_name.is_some()),
-                ("secret", auth.secret.is_some()),
-            ] {
-                if given {
-                    return Err(unexpected(field, "none").into());
-                }
-            }
-        }
-        "basic" => {
-            let ok = auth.username.as_deref().is_some_and(|u| {
-                !u.is_empty()
-                    && u.len() <= MAX_USERNAME
-                    && !u.contains(':')
-                    && u.bytes().all(|b| (0x20..0x7f).contains(&b))
-            });
-            if !ok {
-                return Err(Invalid::new(
-                    "auth.username",
-                    format!("basic needs a user name: 1 to {MAX_USERNAME} printable ASCII characters, no ':'"),
-                )
-                .into());
-            }
-            if auth.header_name.is_some() {
-                return Err(unexpected("header_name", "basic").into());
-            }
-        }
-        "bearer" => {
-            if auth.username.is_some() {
-                return Err(unexpected("username", "bearer").into());
-            }
-            if auth.header_name.is_some() {
-                return Err(unexpected("header_name", "bearer").into());
-            }
-        }
-        "header" => {
-            let name = auth.header_name.as_deref().ok_or_else(|| {
-                Invalid::new("auth.header_name", "header needs the header's name")
-            })?;
-            check_header_name(name)?;
-            if auth.username.is_some() {
-                return Err(unexpected("username", "header").into());
-            }
-        }
-        _ => {
-            return Err(Invalid::new("auth.type", "must be none, basic, bearer or header").into());
-        }
-    }
-    if let Some(s) = &auth.secret {
+    if let Some(s) = &secret {
         use crate::config::ExposeSecret;
         check_secret(s.expose_secret())?;
     }
+    let (every_hours, daily_at) = match input.schedule {
+        ScheduleInput::EveryHours(n) => (Some(n), None),
+        ScheduleInput::DailyAt(at) => (None, Some(at)),
+    };
     Ok(Checked {
         url: url.to_string(),
         schedule,
-        input_schedule: input.schedule,
+        every_hours,
+        daily_at,
         format: format.to_owned(),
         feed_version,
         validation: input.validation.unwrap_or(partner.validation),
-        kind: auth.kind,
-        username: auth.username,
-        header_name: auth.header_name,
-        secret: auth.secret,
+        kind: kind.to_owned(),
+        username,
+        header_name,
+        secret,
     })
 }
 
@@ -340,8 +331,8 @@ impl ProfileService {
         let profile = FetchProfile {
             partner_id: id.clone(),
             url: c.url,
-            every_hours: c.input_schedule.every_hours,
-            daily_at: c.input_schedule.daily_at,
+            every_hours: c.every_hours,
+            daily_at: c.daily_at,
             format: c.format,
             feed_version: c.feed_version,
             validation: c.validation,
@@ -392,5 +383,108 @@ impl ProfileService {
             .await?
             .into_iter()
             .next())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field(body: serde_json::Value) -> String {
+        let e = crate::http::typed::<ProfileInput>(&body).unwrap_err();
+        e.body("r")["details"]["field"].as_str().unwrap().to_owned()
+    }
+
+    fn base() -> serde_json::Value {
+        json!({"url": "https://feeds.example.com/f.csv", "schedule": {"every_hours": 6}, "format": "csv"})
+    }
+
+    fn with(key: &str, value: serde_json::Value) -> serde_json::Value {
+        let mut b = base();
+        b[key] = value;
+        b
+    }
+
+    #[test]
+    fn the_wire_shape_is_exact_and_errors_name_the_field() {
+        assert!(crate::http::typed::<ProfileInput>(&base()).is_ok());
+        for (body, expected) in [
+            (with("schedule", json!({})), "schedule"),
+            (
+                with("schedule", json!({"every_hours": 1, "daily_at": "06:00"})),
+                "schedule",
+            ),
+            (
+                with("schedule", json!({"every_hours": null})),
+                "schedule.every_hours",
+            ),
+            (with("schedule", json!({"weekly": 1})), "schedule"),
+            (
+                with("auth", json!({"type": "basic", "secret": "pw"})),
+                "auth.username",
+            ),
+            (
+                with("auth", json!({"type": "header", "secret": "pw"})),
+                "auth.header_name",
+            ),
+            (
+                with("auth", json!({"type": "none", "secret": "pw"})),
+                "auth",
+            ),
+            (
+                with("auth", json!({"type": "bearer", "username": "u"})),
+                "auth",
+            ),
+            (with("auth", json!({"type": "digest"})), "auth.type"),
+            (with("surprise", json!(1)), "surprise"),
+        ] {
+            assert_eq!(field(body.clone()), expected, "{body}");
+        }
+        let kept = with("auth", json!({"type": "bearer", "secret": null}));
+        let input: ProfileInput = crate::http::typed(&kept).unwrap();
+        assert!(matches!(
+            input.auth,
+            Some(AuthInput::Bearer { secret: None })
+        ));
+    }
+
+    #[test]
+    fn a_secret_never_reaches_debug_output() {
+        let body = with(
+            "auth",
+            json!({"type": "bearer", "secret": "hunter2-secret"}),
+        );
+        let input: ProfileInput = crate::http::typed(&body).unwrap();
+        assert!(!format!("{input:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn urls_are_ascii_parse_and_pass_the_ssrf_rules() {
+        let allow = Allowance::default();
+        let invalid = |u: &str| matches!(check_url(u, &allow), Err(ProfileError::Invalid(_)));
+        let refused = |u: &str| match check_url(u, &allow) {
+            Err(ProfileError::UrlNotAllowed(r)) => r.code(),
+            _ => "",
+        };
+        assert!(check_url("https://feeds.example.com/a.csv?x=1", &allow).is_ok());
+        assert!(invalid(" https://feeds.example.com/"));
+        assert!(invalid("https://bücher.example/"));
+        assert!(invalid("feeds.example.com/a.csv"));
+        assert!(invalid(&format!(
+            "https://a.example/{}",
+            "a".repeat(MAX_URL)
+        )));
+        assert_eq!(refused("http://feeds.example.com/"), "scheme_not_allowed");
+        assert_eq!(refused("https://169.254.169.254/"), "address_not_allowed");
+        assert_eq!(
+            refused("https://feeds.example.com:444/"),
+            "port_not_allowed"
+        );
+        let local = Allowance {
+            http: true,
+            ..Allowance::default()
+        };
+        assert!(check_url("http://feeds.example.com/", &local).is_ok());
     }
 }
