@@ -19,6 +19,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/partners"),
     ("POST", "/admin/partners/{partner_id}/keys"),
     ("DELETE", "/admin/partners/{partner_id}/keys/{key_id}"),
+    ("PUT", "/admin/partners/{partner_id}/fetch-profile"),
+    ("GET", "/admin/partners/{partner_id}/fetch-profile"),
+    ("DELETE", "/admin/partners/{partner_id}/fetch-profile"),
+    ("GET", "/admin/partners/{partner_id}/fetches"),
     ("POST", "/payments/callback"),
     ("GET", "/partner/contract"),
     ("GET", "/partner/contract/example"),
@@ -26,6 +30,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/partner/feeds/validate"),
     ("POST", "/partner/feeds"),
     ("GET", "/partner/feeds/{feed_id}"),
+    ("PUT", "/partner/fetch-profile"),
+    ("GET", "/partner/fetch-profile"),
+    ("DELETE", "/partner/fetch-profile"),
 ];
 
 /// The API's CORS configuration, as template.yaml declares it (a test keeps

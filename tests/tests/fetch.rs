@@ -1191,6 +1191,31 @@ mod api {
             .await;
         assert_eq!(kept.status, 200, "{}", kept.body);
         assert_eq!(kept.body["secret_changed_at"], changed_at);
+        // ...but not for another origin or another use: whoever holds the
+        // key cannot have the stored secret sent to a server of theirs
+        for (field, value) in [
+            ("url", json!("https://collector.example.net/goods.csv")),
+            ("auth", json!({"type": "bearer"})),
+            (
+                "auth",
+                json!({"type": "header", "header_name": "X-Other-Token"}),
+            ),
+        ] {
+            let mut moved = profile.clone();
+            if field == "url" {
+                moved["auth"]["secret"] = Value::Null;
+            }
+            moved[field] = value;
+            let a = h
+                .keyed(Method::PUT, "/partner/fetch-profile", &key, Some(moved))
+                .await;
+            assert_eq!(a.status, 400, "{field}: {}", a.body);
+            assert_eq!(a.body["details"]["field"], "auth.secret");
+        }
+        let shown = h
+            .keyed(Method::GET, "/partner/fetch-profile", &key, None)
+            .await;
+        assert_eq!(shown.body["url"], url, "a refused save changes nothing");
         let rotated_secret = "sk-live-rotated-91b2";
         p.server.put(
             "goods.csv",
@@ -1380,8 +1405,13 @@ mod api {
         let got = http.get(&url).send().await.unwrap();
         let etag = got.headers()["etag"].to_str().unwrap().to_owned();
         assert_eq!(got.text().await.unwrap(), CSV);
-        assert_eq!(put("fail", CSV).await.unwrap().status(), 200);
+        assert_eq!(put("fail", "").await.unwrap().status(), 200);
         assert_eq!(http.get(&url).send().await.unwrap().status(), 500);
+        // an empty body changes the mode only: the same content, the same ETag
+        put("serve", "").await.unwrap();
+        let got = http.get(&url).send().await.unwrap();
+        assert_eq!(got.headers()["etag"].to_str().unwrap(), etag);
+        assert_eq!(got.text().await.unwrap(), CSV);
         assert_eq!(put("sideways", CSV).await.unwrap().status(), 400);
         let changed = format!("{CSV}MUG-2,Red mug,9.50,EUR,1,kitchen\n");
         put("serve", &changed).await.unwrap();

@@ -91,7 +91,8 @@ EXCUSED = (
     Excused(
         why="A fetch profile's rules JSON Schema cannot state: a string that parses as an "
         "absolute URL (WHATWG parsing), a header name the fetch does not set itself, and a "
-        "secret for an authentication that needs one when none is stored yet (stored state).",
+        "secret for an authentication that needs one when none is stored for the same origin "
+        "and use (stored state).",
         operations=("PUT /partner/fetch-profile", "PUT /admin/partners/{partner_id}/fetch-profile"),
         check="positive_data_acceptance",
         status=400,
@@ -99,7 +100,9 @@ EXCUSED = (
         fields=("url", "auth.header_name", "auth.secret"),
         reason="must be an absolute URL, such as https://example.com/feed.csv"
         "|names a header the fetch sets itself; use another"
-        "|is required: auth type (basic|bearer|header) needs one and none is set yet",
+        "|is required: auth type (basic|bearer|header) needs one and none is set yet"
+        "|is required: the URL's origin or the authentication changed, and the secret set "
+        "for the old one is not sent to the new one",
     ),
 )
 

@@ -7,10 +7,10 @@
 //! Every request is counted, so a test can tell one fetch from two.
 //!
 //! `PUT /feeds/{name}?mode=serve|stream|fail|hang|redirect&location=<url>`
-//! changes a feed from the command line (the README's walk-through): the
-//! body becomes the feed's content (with its Content-Type), the mode how it
-//! is answered; the credentials it asks for stay as they were. Local only,
-//! like everything in this crate.
+//! changes a feed from the command line (the README's walk-through): a body
+//! becomes the feed's content (with its Content-Type; an empty one keeps
+//! the content there is), the mode how it is answered; the credentials it
+//! asks for stay as they were. Local only, like everything in this crate.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -157,15 +157,19 @@ async fn change_feed(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("text/csv")
         .to_owned();
-    let feed = Feed {
-        content_type,
-        mode,
-        auth: previous.and_then(|p| p.auth),
-        // a new content is a new version: a conditional fetch gets it
-        last_modified: chrono::Utc::now()
-            .format("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string(),
-        ..Feed::csv(body.to_vec())
+    let feed = match previous {
+        // only the mode changes: the same content, the same version
+        Some(p) if body.is_empty() => Feed { mode, ..p },
+        previous => Feed {
+            content_type,
+            mode,
+            auth: previous.and_then(|p| p.auth),
+            // a new content is a new version: a conditional fetch gets it
+            last_modified: chrono::Utc::now()
+                .format("%a, %d %b %Y %H:%M:%S GMT")
+                .to_string(),
+            ..Feed::csv(body.to_vec())
+        },
     };
     let etag = feed.etag();
     server.put(&name, feed);

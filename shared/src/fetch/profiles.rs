@@ -83,8 +83,13 @@ pub enum AuthInput {
 
 /// Straight into a [`Secret`]: the text never sits in a plain `String`
 /// that a `Debug` could print.
+/// A value that is not a string is refused with a fixed message: serde's
+/// own ("invalid type: integer `12345678`") would echo it into the answer.
 fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?.map(Secret::from))
+    use serde::de::Error;
+    Option::<String>::deserialize(d)
+        .map(|s| s.map(Secret::from))
+        .map_err(|_| D::Error::custom("must be a string or null"))
 }
 
 /// A profile as its owner and the admin see it: never the secret.
@@ -283,6 +288,18 @@ fn check(
     })
 }
 
+/// Whether a stored secret may serve the profile as now saved: the same
+/// origin (scheme, host, port), the same type of authentication, the same
+/// user name and header.
+fn same_credential(previous: &FetchProfile, c: &Checked) -> bool {
+    let origin = |u: &str| reqwest::Url::parse(u).ok().map(|u| u.origin());
+    origin(&previous.url).is_some()
+        && origin(&previous.url) == origin(&c.url)
+        && previous.auth_type == c.kind
+        && previous.username == c.username
+        && previous.header_name == c.header_name
+}
+
 /// Profiles saved, shown and deleted, with their secrets.
 #[derive(Clone, Debug)]
 pub struct ProfileService {
@@ -310,9 +327,22 @@ impl ProfileService {
                 self.secrets.put(id, secret).await?;
                 Some(now)
             }
-            (None, _) => match previous.as_ref().and_then(|p| p.secret_changed_at) {
-                Some(at) => Some(at),
-                None => {
+            (None, _) => match previous.as_ref() {
+                Some(p) if p.secret_changed_at.is_some() && same_credential(p, &c) => {
+                    p.secret_changed_at
+                }
+                Some(p) if p.secret_changed_at.is_some() => {
+                    // whoever holds the key could otherwise point the profile
+                    // at a server of theirs and have the stored secret sent
+                    // there: a secret set for one origin and one use goes to
+                    // no other
+                    return Err(Invalid::new(
+                        "auth.secret",
+                        "is required: the URL's origin or the authentication changed, and the secret set for the old one is not sent to the new one",
+                    )
+                    .into());
+                }
+                _ => {
                     return Err(Invalid::new(
                         "auth.secret",
                         format!(
@@ -324,6 +354,13 @@ impl ProfileService {
                 }
             },
         };
+        // a save during a fetch in flight waits for that fetch's lease, so
+        // the two never overlap
+        let in_flight = previous
+            .as_ref()
+            .filter(|p| p.claimed_by.is_some())
+            .map(|p| p.next_fetch_at);
+        let next_fetch_at = c.schedule.first(now).max(in_flight.unwrap_or(now));
         // the last file's validators hold for the same file only
         let same_file = previous
             .as_ref()
@@ -340,7 +377,7 @@ impl ProfileService {
             username: c.username,
             header_name: c.header_name,
             secret_changed_at,
-            next_fetch_at: c.schedule.first(now),
+            next_fetch_at,
             failures: 0,
             paused_reason: None,
             etag: same_file.and_then(|p| p.etag.clone()),
@@ -441,6 +478,17 @@ mod tests {
         ] {
             assert_eq!(field(body.clone()), expected, "{body}");
         }
+        // a secret that is not a string is refused without being echoed
+        let e = crate::http::typed::<ProfileInput>(&with(
+            "auth",
+            json!({"type": "bearer", "secret": 12345678}),
+        ))
+        .unwrap_err();
+        assert!(
+            !e.body("r").to_string().contains("12345678"),
+            "{:?}",
+            e.body("r")
+        );
         let kept = with("auth", json!({"type": "bearer", "secret": null}));
         let input: ProfileInput = crate::http::typed(&kept).unwrap();
         assert!(matches!(
