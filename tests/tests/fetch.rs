@@ -1272,6 +1272,30 @@ mod api {
             trail.contains("/partner/fetch-profile"),
             "the saves are audited"
         );
+        let fetches: Vec<&Value> = audit.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "feed fetch")
+            .collect();
+        assert_eq!(fetches.len(), 2, "every fetch is audited");
+        let outcome = fetches[0]["outcome"].as_str().unwrap();
+        assert!(
+            outcome.starts_with("fetched (")
+                && outcome.contains(" bytes in ")
+                && outcome.ends_with(" ms)"),
+            "{outcome}"
+        );
+        assert!(
+            fetches[0]["target"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{partner}/fx-"))
+        );
+        assert_eq!(
+            fetches[0]["source_ip"], "127.0.0.1",
+            "the host fetched from"
+        );
         let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
         for text in [&trail, &logs] {
             assert!(!text.contains(secret) && !text.contains(rotated_secret));

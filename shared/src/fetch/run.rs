@@ -163,6 +163,7 @@ impl Fetcher {
                 )
             }
         };
+        let duration_ms = (ended_at - started).num_milliseconds().max(0) as u64;
         let record = FetchRecord {
             fetch_id: fetch_id.clone(),
             partner_id: claimed.partner_id.clone(),
@@ -173,7 +174,7 @@ impl Fetcher {
             feed_id,
             reason: reason.clone(),
             host: host.clone(),
-            duration_ms: (ended_at - started).num_milliseconds().max(0) as u64,
+            duration_ms,
         };
         tracing::info!(
             partner_id = %claimed.partner_id,
@@ -181,6 +182,7 @@ impl Fetcher {
             host = %host,
             status,
             bytes,
+            duration_ms,
             reason = reason.as_deref().unwrap_or(""),
             "fetch ended"
         );
@@ -195,9 +197,13 @@ impl Fetcher {
             action: "feed fetch".into(),
             target: format!("{}/{fetch_id}", claimed.partner_id),
             source_ip: host,
+            // the partner is the target, the host the source; the rest here
             outcome: match &reason {
-                Some(r) => crate::domain::text::printable(r, 100),
-                None => format!("{status} ({bytes} bytes)"),
+                Some(r) => crate::domain::text::printable(
+                    &format!("{status} in {duration_ms} ms: {r}"),
+                    160,
+                ),
+                None => format!("{status} ({bytes} bytes in {duration_ms} ms)"),
             },
             request_id: fetch_id,
         };
