@@ -19,7 +19,7 @@ EMULATOR_DYNAMODB_PORT ?= 4567
 API_PORT ?= 3000
 export EMULATOR_PORT EMULATOR_DYNAMODB_PORT API_PORT
 
-.PHONY: help venv run test lint policy contract token package bench-flash bench-cold-start bench-ingest clean
+.PHONY: help venv run test lint policy contract token package bench-flash bench-cold-start bench-ingest bench-fetch clean
 
 help:
 	@echo "make run      start the whole stack locally (emulator, API on :$(API_PORT), seed data)"
@@ -31,6 +31,7 @@ help:
 	@echo "make bench-flash [S=500 K=8 R=5000 C=64]   flash-sale load through the local gateway"
 	@echo "make bench-cold-start [N=10]   each function's first response from a fresh process, against Python + boto3"
 	@echo "make bench-ingest [N=100000 BIG=1000000 C=4]   feed parse rate, drop-to-completed rate against the bare emulator, ingest peak RSS"
+	@echo "make bench-fetch [SMALL=16 BIG=256]   a scheduled fetch's rate against a bare GET + multipart upload, fetcher peak RSS at two sizes (MiB)"
 
 # The Python side (moto for the emulator; SAM CLI, which bundles cfn-lint).
 # Reinstalled only when the requirements change.
@@ -111,6 +112,14 @@ bench-ingest: venv
 	cargo build --profile local-release -p flashcart-bench --bin bench-ingest
 	infra/local/with-emulator.sh ./target/local-release/bench-ingest \
 		$(if $(N),--rows $(N)) $(if $(BIG),--big $(BIG)) $(if $(C),--concurrency $(C))
+
+# Scheduled fetch (issue 12): a generated feed fetched by feed-fetcher in a
+# process of its own, against a bare GET and multipart upload of the same bytes
+# on the same emulator, and the fetcher's peak RSS at SMALL and BIG MiB.
+bench-fetch: venv
+	cargo build --profile local-release -p flashcart-bench --bin bench-fetch
+	infra/local/with-emulator.sh ./target/local-release/bench-fetch \
+		$(if $(SMALL),--small $(SMALL)) $(if $(BIG),--big $(BIG))
 
 # Release binaries for this machine (the Lambda profile: fat LTO, one codegen
 # unit), each started fresh N times under a Lambda Runtime API the benchmark
