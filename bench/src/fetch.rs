@@ -76,7 +76,11 @@ fn generated(size: u64) -> axum::body::Body {
             );
             row += 1;
         }
-        chunk.truncate(usize::try_from(size - sent).unwrap_or(CHUNK).min(chunk.len()));
+        chunk.truncate(
+            usize::try_from(size - sent)
+                .unwrap_or(CHUNK)
+                .min(chunk.len()),
+        );
         let next = sent + chunk.len() as u64;
         Some((Ok::<_, std::convert::Infallible>(chunk), (next, row)))
     });
@@ -132,7 +136,12 @@ struct Fetched {
 
 /// One profile due now at `<server>/feeds/<bytes>`, fetched by a fetcher
 /// process; the object's size checked.
-async fn fetch(stack: &LocalStack, server: &str, mib: u64, partner: &str) -> Result<Fetched, Error> {
+async fn fetch(
+    stack: &LocalStack,
+    server: &str,
+    mib: u64,
+    partner: &str,
+) -> Result<Fetched, Error> {
     let bytes = mib * MIB;
     let mut env = stack
         .template
@@ -271,7 +280,10 @@ async fn bare(stack: &LocalStack, server: &str, mib: u64) -> Result<(f64, f64), 
 
 async fn measure(stack: &LocalStack, args: &Args) -> Result<(), Error> {
     let server = serve().await?;
-    say!("\n(a) the fetch's rate against the bare path, {} MiB", args.big);
+    say!(
+        "\n(a) the fetch's rate against the bare path, {} MiB",
+        args.big
+    );
     let (download, upload) = bare(stack, &server, args.big).await?;
     let big = fetch(stack, &server, args.big, "bench-big").await?;
     let rate = |s: f64| args.big as f64 / s;
