@@ -24,18 +24,7 @@ use shared::store::fetch_profiles::{FetchProfile, FetchProfileStore};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
-
-#[expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
-fn say(text: &str) {
-    println!("{text}");
-}
-
-macro_rules! say {
-    ($($t:tt)*) => {
-        say(&format!($($t)*))
-    };
-}
+use flashcart_bench::{Error, child_process, cores, fresh_stack, need_emulator, say, status_kb};
 
 /// The child's environment (the function's, resolved), as JSON.
 const CHILD_ENV: &str = "FLASHCART_BENCH_FETCH_ENV";
@@ -97,19 +86,6 @@ async fn serve() -> Result<String, Error> {
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(addr.to_string())
-}
-
-/// A line of `/proc/self/status`, in kB.
-fn status_kb(field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))?
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// The fetcher process: one scheduled run, as the schedule invokes it.
@@ -178,18 +154,7 @@ async fn fetch(
             updated_at: now,
         })
         .await?;
-    let started = Instant::now();
-    let out = tokio::process::Command::new(std::env::current_exe()?)
-        .arg("--child")
-        .env(CHILD_ENV, serde_json::to_string(&env)?)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .await?;
-    let seconds = started.elapsed().as_secs_f64();
-    if !out.status.success() {
-        return Err(format!("the fetcher process failed: {}", out.status).into());
-    }
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let (seconds, report) = child_process(CHILD_ENV, &env, "fetcher").await?;
     if report["summary"]["fetched"] != 1 {
         return Err(format!("the fetch did not store: {}", report["summary"]).into());
     }
@@ -328,23 +293,14 @@ async fn main() -> Result<(), Error> {
     if args.child {
         return child().await;
     }
-    std::env::var("AWS_ENDPOINT_URL")
-        .map_err(|_| "run through `make bench-fetch` (needs AWS_ENDPOINT_URL)")?;
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    need_emulator("bench-fetch")?;
     say!(
-        "bench-fetch: SMALL = {} MiB, BIG = {} MiB, {cores} cores",
+        "bench-fetch: SMALL = {} MiB, BIG = {} MiB, {} cores",
         args.small,
-        args.big
+        args.big,
+        cores()
     );
-    let sdk = flashcart_local::sdk_config(false).await?;
-    let prefix = format!("bfetch{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-    let stack = LocalStack::deploy(
-        sdk,
-        &prefix,
-        shared::config::Secret::from(flashcart_local::jwt::DEFAULT_SECRET),
-        &[],
-    )
-    .await?;
+    let stack = fresh_stack("bfetch").await?;
     let outcome = measure(&stack, &args).await;
     stack.destroy().await;
     outcome

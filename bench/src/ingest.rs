@@ -24,18 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
-
-#[expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
-fn say(text: &str) {
-    println!("{text}");
-}
-
-macro_rules! say {
-    ($($t:tt)*) => {
-        say(&format!($($t)*))
-    };
-}
+use flashcart_bench::{Error, child_process, cores, fresh_stack, need_emulator, say, status_kb};
 
 const PARTNER: &str = "bench-partner";
 /// The child's environment (the function's, resolved), as JSON.
@@ -230,19 +219,6 @@ async fn child() -> Result<(), Error> {
     Ok(())
 }
 
-/// A line of `/proc/self/status`, in kB.
-fn status_kb(field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))?
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .ok()
-}
-
 struct Run {
     seconds: f64,
     /// The resident set every 15 s of the run, MB.
@@ -275,23 +251,7 @@ async fn end_to_end(
         .body(body.into())
         .send()
         .await?;
-    let started = Instant::now();
-    let mut child = tokio::process::Command::new(std::env::current_exe()?);
-    // what the C library reads at start, as Lambda would set it
-    for (k, v) in env.iter().filter(|(k, _)| k.starts_with("MALLOC_")) {
-        child.env(k, v);
-    }
-    let out = child
-        .arg("--child")
-        .env(CHILD_ENV, serde_json::to_string(&env)?)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .await?;
-    let seconds = started.elapsed().as_secs_f64();
-    if !out.status.success() {
-        return Err(format!("the ingest process failed: {}", out.status).into());
-    }
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let (seconds, report) = child_process(CHILD_ENV, &env, "ingest").await?;
     let rss_kb = report["vmhwm_kb"].as_f64().ok_or("no VmHWM")?;
     let imports = shared::store::imports::ImportStore::new(
         aws_sdk_dynamodb::Client::new(&stack.sdk),
@@ -466,9 +426,8 @@ async fn main() -> Result<(), Error> {
     if args.child {
         return child().await;
     }
-    std::env::var("AWS_ENDPOINT_URL")
-        .map_err(|_| "run through `make bench-ingest` (needs AWS_ENDPOINT_URL)")?;
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    need_emulator("bench-ingest")?;
+    let cores = cores();
     say!(
         "bench-ingest: N = {} rows, BIG = {}, C = {} transactions in flight, {cores} cores",
         args.rows,
@@ -491,15 +450,7 @@ async fn main() -> Result<(), Error> {
         );
     }
 
-    let sdk = flashcart_local::sdk_config(false).await?;
-    let prefix = format!("bingest{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-    let stack = LocalStack::deploy(
-        sdk,
-        &prefix,
-        shared::config::Secret::from(flashcart_local::jwt::DEFAULT_SECRET),
-        &[],
-    )
-    .await?;
+    let stack = fresh_stack("bingest").await?;
     let outcome = measure(&stack, &args).await;
     stack.destroy().await;
     outcome
