@@ -879,7 +879,8 @@ mod runs {
         // the next one is tomorrow's (or today's) 06:30 UTC
         let next = store.get("p2").await.unwrap().unwrap().next_fetch_at;
         assert_eq!(next.format("%H:%M").to_string(), "06:30");
-        // without the local allowance, the sandbox is a loopback address
+        // without the local allowance (as deployed), the sandbox's http URL
+        // is refused before any connection
         let deployed =
             feed_fetcher::Deps::from_source(&h.env_of("FeedFetcherFunction"), &h.stack.sdk)
                 .unwrap()
@@ -890,6 +891,26 @@ mod runs {
             .unwrap();
         assert_eq!((summary.due, summary.refused), (1, 1), "{summary:?}");
         assert_eq!(p.server.hits("open"), 1);
+        // the refusal is audited: the partner's fetch, the host, the rule
+        let trail = AuditStore::new(
+            aws_sdk_dynamodb::Client::new(&h.stack.sdk),
+            h.stack.stack.table("AuditTable"),
+        )
+        .list(100, None, h.now())
+        .await
+        .unwrap()
+        .0;
+        let refused: Vec<_> = trail
+            .iter()
+            .filter(|e| e.action == "feed fetch" && e.outcome.starts_with("refused"))
+            .collect();
+        assert_eq!(refused.len(), 1, "{trail:?}");
+        assert!(refused[0].target.starts_with("p2/fx-"));
+        assert!(
+            refused[0].outcome.contains("scheme_not_allowed"),
+            "{}",
+            refused[0].outcome
+        );
     }
 }
 
@@ -1076,6 +1097,26 @@ mod api {
             .await;
         assert_eq!(a.status, 404, "{}", a.body);
         assert_eq!(h.run_fetcher().await.due, 0);
+        // each refusal is in the audit trail, with the caller's key
+        let audit = h
+            .call(
+                Method::GET,
+                "/admin/audit?limit=200",
+                Some(&h.admin()),
+                None,
+            )
+            .await;
+        let refused = audit.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["action"] == "PUT /partner/fetch-profile"
+                    && e["outcome"] == "rule_violation"
+                    && e["actor"].as_str().unwrap().starts_with("partner:")
+            })
+            .count();
+        assert_eq!(refused, 17);
     }
 
     #[tokio::test(flavor = "current_thread")]
