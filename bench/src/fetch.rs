@@ -185,7 +185,12 @@ async fn fetch(
 async fn bare(stack: &LocalStack, server: &str, mib: u64) -> Result<(f64, f64), Error> {
     let bytes = mib * MIB;
     let started = Instant::now();
-    let mut response = reqwest::get(format!("http://{server}/feeds/{bytes}")).await?;
+    // no proxy, as the fetcher's own client
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let mut response = client
+        .get(format!("http://{server}/feeds/{bytes}"))
+        .send()
+        .await?;
     let mut got = 0u64;
     while let Some(chunk) = response.chunk().await? {
         got += chunk.len() as u64;

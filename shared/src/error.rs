@@ -217,8 +217,8 @@ impl From<StoreError> for ApiError {
 }
 
 /// A profile that does not check is 400 (`invalid_request`) naming the
-/// field; a URL that can never be fetched is 422 `url_not_allowed` with the
-/// refusal's code; the secret store failing is 503 (the save can be
+/// field; a URL that can never be fetched is 422 `rule_violation` with
+/// `details.rule = url_not_allowed` and the refusal's code; the secret store failing is 503 (the save can be
 /// repeated as it is: it writes the secret first, then the profile).
 impl From<ProfileError> for ApiError {
     fn from(e: ProfileError) -> Self {
@@ -227,7 +227,7 @@ impl From<ProfileError> for ApiError {
             ProfileError::UrlNotAllowed(refused) => ApiError::rule_violation(
                 "url_not_allowed",
                 format!(
-                    "This URL can never be fetched: {refused}. Use a public https URL on port 443."
+                    "This URL can never be fetched: {refused}. Use the URL of a public host, over https on port 443."
                 ),
             )
             .with_detail("field", "url")

@@ -984,6 +984,25 @@ mod api {
                 .unwrap()
         }
 
+        /// No item of the tables a partner's requests and fetches write
+        /// holds `text`.
+        async fn assert_in_no_table(&self, text: &str) {
+            for table in ["PartnersTable", "AuditTable", "RequestsTable"] {
+                let items = self
+                    .dynamo()
+                    .scan()
+                    .table_name(self.stack.stack.table(table))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(!items.items().is_empty(), "{table} was written");
+                assert!(
+                    !format!("{:?}", items.items()).contains(text),
+                    "{table} holds the secret"
+                );
+            }
+        }
+
         fn secret_store(&self) -> SecretStore {
             let env = self.env_of("PartnerApiFunction");
             SecretStore::new(
@@ -996,7 +1015,7 @@ mod api {
     #[tokio::test(flavor = "current_thread")]
     async fn urls_that_can_never_be_fetched_are_refused_when_saved_and_nothing_is_kept() {
         let p = partner_server().await;
-        let (h, _, key) = stack_and_partner(&p.base).await;
+        let (h, partner, key) = stack_and_partner(&p.base).await;
         for (url, reason) in [
             ("https://127.0.0.1/feed.csv", "address_not_allowed"),
             ("https://[::1]/feed.csv", "address_not_allowed"),
@@ -1113,10 +1132,13 @@ mod api {
             .filter(|e| {
                 e["action"] == "PUT /partner/fetch-profile"
                     && e["outcome"] == "rule_violation"
-                    && e["actor"].as_str().unwrap().starts_with("partner:")
+                    && e["actor"]
+                        == format!("partner:{partner}/key:{}", key.split('_').nth(1).unwrap())
             })
             .count();
         assert_eq!(refused, 17);
+        // and no secret was stored for the refused saves that carried one
+        assert!(h.secret_store().get(&partner).await.unwrap().is_none());
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -1175,19 +1197,7 @@ mod api {
         // in Secrets Manager, under the partner's name; nowhere in DynamoDB
         let stored = h.secret_store().get(&partner).await.unwrap().unwrap();
         assert_eq!(shared::config::ExposeSecret::expose_secret(&stored), secret);
-        for table in ["PartnersTable", "AuditTable", "RequestsTable"] {
-            let items = h
-                .dynamo()
-                .scan()
-                .table_name(h.stack.stack.table(table))
-                .send()
-                .await
-                .unwrap();
-            assert!(
-                !format!("{:?}", items.items()).contains(secret),
-                "{table} holds the secret"
-            );
-        }
+        h.assert_in_no_table(secret).await;
 
         // the scheduled function fetches it; the ingest imports it, naming the fetch
         let s = h.run_fetcher().await;
@@ -1277,6 +1287,8 @@ mod api {
         assert_ne!(r.body["secret_changed_at"], changed_at);
         let s = h.run_fetcher().await;
         assert_eq!(s.fetched, 1, "{s:?}");
+        h.assert_in_no_table(secret).await;
+        h.assert_in_no_table(rotated_secret).await;
 
         // deleted: 204, the secret gone, and no fetch after it
         let hits = p.server.hits("goods.csv");

@@ -25,7 +25,7 @@ port="$("$venv/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.
 # one address should reach the routes, not only their 429 (tests/tests/partner.rs
 # proves the limits)
 FLASHCART_PARAMETERS="PartnerRequestsPerMinute=100000,PartnerFailedAttempts=100000" \
-FLASHCART_EXTERNAL_ENDPOINTS=1 API_PORT="$port" SANDBOX_PORT=0 RUST_LOG="${RUST_LOG:-warn}" \
+FLASHCART_EXTERNAL_ENDPOINTS=1 API_PORT="$port" SANDBOX_PORT=0 FEED_SERVER_PORT=0 RUST_LOG="${RUST_LOG:-warn}" \
   "$local_bin" run >"$work/stack.log" 2>&1 &
 api_pid=$!
 base="http://127.0.0.1:$port"

@@ -58,7 +58,7 @@ enum Cmd {
         feed_server_port: u16,
         /// Fire every scheduled function this often instead of the
         /// template's rate (the fetcher's 5 minutes is long to wait for).
-        #[arg(long, env = "FLASHCART_SCHEDULE_SECONDS")]
+        #[arg(long, env = "FLASHCART_SCHEDULE_SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
         schedule_seconds: Option<u64>,
     },
     /// Print a token for the local authorizer.
@@ -291,11 +291,13 @@ fn banner(
         for (id, key) in &s.partners {
             text.push_str(&format!("  partner    '{id}' (API key {key})\n"));
         }
-        text.push_str(&format!(
-            "  fetch      '{}' every hour from {feed_server_url}/feeds/{}.csv (the fetcher runs every 5 min, or FLASHCART_SCHEDULE_SECONDS)\n",
-            seed::FETCHED_PARTNER,
-            seed::FETCHED_PARTNER,
-        ));
+        if s.fetched {
+            text.push_str(&format!(
+                "  fetch      '{}' every hour from {feed_server_url}/feeds/{}.csv (the fetcher runs every 5 min, or FLASHCART_SCHEDULE_SECONDS)\n",
+                seed::FETCHED_PARTNER,
+                seed::FETCHED_PARTNER,
+            ));
+        }
     }
     text.push_str(&format!(
         "\nTry:\n  curl -s 'http://127.0.0.1:{port}/products?limit=3'\n  curl -s http://127.0.0.1:{port}/flash-sales/{}\n  TOKEN=$(make -s token USER=alice GROUPS=admin)\n  curl -s -H \"Authorization: Bearer $TOKEN\" 'http://127.0.0.1:{port}/admin/audit?limit=5'\n  curl -s http://127.0.0.1:{port}/partner/help   (a partner's quickstart; key {})\n\nCtrl-C stops everything.\n",
