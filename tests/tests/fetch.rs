@@ -634,6 +634,28 @@ mod profiles {
             .collect();
         assert_eq!(got, vec!["fx-2", "fx-1", "fx-0"]);
         assert!(s.fetches("p2", 10).await.unwrap().is_empty());
+        // each record carries the table's TTL: 90 days after it started
+        let item = aws_sdk_dynamodb::Client::new(&h.stack.sdk)
+            .query()
+            .table_name(h.stack.stack.table("PartnersTable"))
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(
+                ":pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(
+                    shared::store::keys::partners::fetches_of("p1"),
+                ),
+            )
+            .limit(1)
+            .send()
+            .await
+            .unwrap()
+            .items()[0]
+            .clone();
+        let ttl: i64 = item["expires_at_epoch"].as_n().unwrap().parse().unwrap();
+        let started = chrono::DateTime::parse_from_rfc3339(item["started_at"].as_s().unwrap())
+            .unwrap()
+            .timestamp();
+        assert_eq!(ttl - started, 90 * 86_400);
     }
 }
 

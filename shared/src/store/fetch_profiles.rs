@@ -9,12 +9,15 @@
 //! ends. The secret is not here: Secrets Manager holds it (ADR 0025).
 
 use super::keys::{GSI3PK, GSI3SK, PK, partners as keys};
-use super::{StoreError, conditional, item_with_keys, string_attr};
+use super::{StoreError, conditional, item_with_keys, number_attr, string_attr};
 use crate::domain::ts;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+/// How long a fetch record is kept (an hourly profile leaves 24 a day).
+pub const FETCH_RETENTION_DAYS: i64 = 90;
 
 /// A partner's fetch profile as stored (the secret excepted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,9 +289,10 @@ impl FetchProfileStore {
         }
     }
 
-    /// Records one fetch (newest first in the partner's list).
+    /// Records one fetch (newest first in the partner's list), kept
+    /// [`FETCH_RETENTION_DAYS`] (the table's TTL removes it after).
     pub async fn record(&self, fetch: &FetchRecord) -> Result<(), StoreError> {
-        let item = item_with_keys(
+        let mut item = item_with_keys(
             fetch,
             keys::fetch(
                 &fetch.partner_id,
@@ -296,6 +300,8 @@ impl FetchProfileStore {
                 &fetch.fetch_id,
             ),
         )?;
+        let expires = fetch.started_at + chrono::Duration::days(FETCH_RETENTION_DAYS);
+        item.insert(keys::TTL.into(), number_attr(expires.timestamp()));
         super::put_if_absent(&self.client, &self.table, item).await?;
         Ok(())
     }

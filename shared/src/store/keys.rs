@@ -273,6 +273,9 @@ pub mod partners {
     pub fn fetches_of(partner_id: &str) -> String {
         format!("FETCHES#{}", part(partner_id))
     }
+    /// The table's TTL attribute: only fetch records carry it (a partner,
+    /// its keys and its imports are kept).
+    pub const TTL: &str = "expires_at_epoch";
     /// The newest S3 `sequencer` seen for one object key (the key is last).
     pub fn object_key(bucket: &str, object_key: &str) -> Item {
         key(format!("OBJECT#{}#{object_key}", part(bucket)), "SEQUENCER")
