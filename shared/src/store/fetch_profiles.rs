@@ -226,15 +226,7 @@ impl FetchProfileStore {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match result {
-            Ok(out) => Ok(out
-                .attributes
-                .map(serde_dynamo::from_item)
-                .transpose()
-                .map_err(StoreError::from)?),
-            Err(e) if e.as_service_error().is_some_and(conditional) => Ok(None),
-            Err(e) => Err(StoreError::dynamo("UpdateItem", &e)),
-        }
+        super::updated(result)
     }
 
     /// Ends `run`'s claim on `profile` (as claimed): `false` if the profile

@@ -86,15 +86,7 @@ impl ImportStore {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match result {
-            Ok(out) => Ok(out
-                .attributes
-                .map(serde_dynamo::from_item)
-                .transpose()
-                .map_err(StoreError::from)?),
-            Err(e) if e.as_service_error().is_some_and(conditional) => Ok(None),
-            Err(e) => Err(StoreError::dynamo("UpdateItem", &e)),
-        }
+        super::updated(result)
     }
 
     /// Writes the holder's state: `false` if the import is no longer its own.

@@ -200,6 +200,21 @@ pub(crate) fn conditional<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &
     e.code() == Some("ConditionalCheckFailedException")
 }
 
+/// What a conditional UpdateItem asked for `ALL_NEW` left: the item as it
+/// now is, or `None` when its condition did not hold.
+pub(crate) fn updated<T: serde::de::DeserializeOwned>(
+    result: Result<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+        SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError>,
+    >,
+) -> Result<Option<T>, StoreError> {
+    match result {
+        Ok(out) => Ok(out.attributes.map(serde_dynamo::from_item).transpose()?),
+        Err(e) if e.as_service_error().is_some_and(conditional) => Ok(None),
+        Err(e) => Err(StoreError::dynamo("UpdateItem", &e)),
+    }
+}
+
 /// Puts `item` only where nothing is yet: `false` if something was.
 pub(crate) async fn put_if_absent(
     client: &aws_sdk_dynamodb::Client,
