@@ -20,7 +20,6 @@ use shared::domain::throttle::Throttle;
 use shared::domain::ts;
 use shared::feeds::import::ImportView;
 use shared::fetch::profiles::{ProfileInput, ProfileService};
-use shared::fetch::secrets::SecretStore;
 use shared::http::{
     MAX_JSON_BODY, RequestInfo, check_origin, json_body, limit_param, path_param, query_param,
 };
@@ -28,7 +27,6 @@ use shared::memory::Memory;
 use shared::response::{json, with_location};
 use shared::store::audit::{AuditEvent, AuditStore};
 use shared::store::catalog::CatalogStore;
-use shared::store::fetch_profiles::FetchProfileStore;
 use shared::store::flash_sales::{FlashSaleStore, SaleView};
 use shared::store::imports::ImportStore;
 use shared::store::partners::{ApiKeyRecord, Partner, PartnerStore};
@@ -61,11 +59,12 @@ impl Deps {
             audit: AuditStore::new(dynamo.clone(), &config.tables.audit),
             imports: ImportStore::new(dynamo.clone(), &config.tables.partners),
             partners: PartnerStore::new(dynamo.clone(), &config.tables.partners),
-            fetch_profiles: ProfileService {
-                profiles: FetchProfileStore::new(dynamo.clone(), &config.tables.partners),
-                secrets: SecretStore::new(shared::aws::secrets_manager(sdk), fetch.secrets_prefix),
-                allow: fetch.allow,
-            },
+            fetch_profiles: ProfileService::new(
+                dynamo.clone(),
+                &config.tables.partners,
+                shared::aws::secrets_manager(sdk),
+                &fetch,
+            ),
             requests: RequestStore::new(dynamo, &config.tables.requests),
             summarised: Memory::new(10_000),
             catalog,

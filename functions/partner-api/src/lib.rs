@@ -33,13 +33,11 @@ use shared::feeds::import::{FeedView, Upload, Validation, first_errors};
 use shared::feeds::scan::{FeedKey, INCOMING, MAX_FEED_ID, Scanned, scan};
 use shared::feeds::{FeedVersion, RowError};
 use shared::fetch::profiles::{ProfileInput, ProfileService};
-use shared::fetch::secrets::SecretStore;
 use shared::http::{MAX_JSON_BODY, RequestInfo, json_body, path_param, query_param};
 use shared::memory::Memory;
 use shared::objects::Objects;
 use shared::response::{json, with_location};
 use shared::store::audit::{AuditEvent, AuditStore};
-use shared::store::fetch_profiles::FetchProfileStore;
 use shared::store::imports::ImportStore;
 use shared::store::partners::{Partner, PartnerStore};
 use shared::store::requests::{Counted, RequestStore};
@@ -82,14 +80,12 @@ impl Deps {
             partners: PartnerStore::new(dynamo.clone(), &config.tables.partners),
             imports: ImportStore::new(dynamo.clone(), &config.tables.partners),
             requests: RequestStore::new(dynamo.clone(), &config.tables.requests),
-            fetch_profiles: ProfileService {
-                profiles: FetchProfileStore::new(dynamo.clone(), &config.tables.partners),
-                secrets: SecretStore::new(
-                    shared::aws::secrets_manager(sdk),
-                    config.fetch.secrets_prefix.clone(),
-                ),
-                allow: config.fetch.allow.clone(),
-            },
+            fetch_profiles: ProfileService::new(
+                dynamo.clone(),
+                &config.tables.partners,
+                shared::aws::secrets_manager(sdk),
+                &config.fetch,
+            ),
             audit: AuditStore::new(dynamo, &config.tables.audit),
             objects: Objects::new(shared::aws::s3(sdk)),
             blocked: Memory::new(10_000),

@@ -21,8 +21,6 @@ use shared::config::FetchSettings;
 use shared::feeds::FeedVersion;
 use shared::feeds::contract;
 use shared::fetch::profiles::{ProfileInput, ProfileService};
-use shared::fetch::secrets::SecretStore;
-use shared::store::fetch_profiles::FetchProfileStore;
 
 pub const DEMO_SALE: &str = "demo-flash";
 pub const DEMO_SALE_SKU: &str = "HEADPHONES-X1";
@@ -162,14 +160,12 @@ async fn seed_fetch(
         },
     );
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
-    let service = ProfileService {
-        profiles: FetchProfileStore::new(dynamo.clone(), stack.table("PartnersTable")),
-        secrets: SecretStore::new(
-            shared::aws::secrets_manager(sdk),
-            sandbox.fetch.secrets_prefix.clone(),
-        ),
-        allow: sandbox.fetch.allow.clone(),
-    };
+    let service = ProfileService::new(
+        dynamo.clone(),
+        stack.table("PartnersTable"),
+        shared::aws::secrets_manager(sdk),
+        &sandbox.fetch,
+    );
     let url = format!("{}/feeds/{name}", sandbox.base_url);
     let existing = service
         .profiles

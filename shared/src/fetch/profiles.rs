@@ -309,6 +309,21 @@ pub struct ProfileService {
 }
 
 impl ProfileService {
+    /// The service on the Partners table `table` and the secrets under the
+    /// settings' prefix, judging URLs by the settings' allowance.
+    pub fn new(
+        dynamo: aws_sdk_dynamodb::Client,
+        table: &str,
+        secrets: aws_sdk_secretsmanager::Client,
+        settings: &crate::config::FetchSettings,
+    ) -> Self {
+        Self {
+            profiles: FetchProfileStore::new(dynamo, table),
+            secrets: SecretStore::new(secrets, settings.secrets_prefix.clone()),
+            allow: settings.allow.clone(),
+        }
+    }
+
     /// Saves `partner`'s profile from `input`; `true` if it is new.
     pub async fn save(
         &self,
